@@ -8,11 +8,12 @@ the only module of the library, with ``tracking.py``, that reads environment var
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Frozen(BaseModel):
@@ -25,7 +26,9 @@ class ColumnMapping(_Frozen):
     unit: str = "unit"
     time: str = "time"
     sensors: list[str] | None = None
-    """sensor columns; None = every numeric column not otherwise mapped."""
+    """sensor columns; None = every column not otherwise mapped, except columns with no
+    numeric value at all (text labels), which are skipped. A column with some non-numeric
+    values is taken as a sensor and refused by validation, naming the bad value."""
     settings: list[str] = Field(default_factory=list)
     rul: str | None = None
     """a column with true RUL; when absent and run_to_failure, RUL = last time - time."""
@@ -35,6 +38,10 @@ class ColumnMapping(_Frozen):
     variable: str = "variable"
     value: str = "value"
     run_to_failure: bool = True
+    """training table: each unit runs to failure at its last row (applies to the training
+    table only; a test table gets RUL from the ``rul`` column or none)."""
+    time_unit: Literal["s", "min", "h", "d"] = "h"
+    """when ``time`` holds timestamps: the unit in which RUL is expressed."""
 
 
 class EventsConfig(_Frozen):
@@ -46,19 +53,62 @@ class EventsConfig(_Frozen):
     timestamp: str = "timestamp"
     time_unit: Literal["s", "min", "h", "d"] = "h"
     """unit in which time-to-failure (RUL) is expressed."""
+    fault_mode: str | None = None
+    """optional column of the failures table naming each failure's mode (or component);
+    it becomes ``meta.fault_modes`` for the run that ends in that failure."""
 
 
 class SimulatorConfig(_Frozen):
+    """The built-in simulated fleet (``pdmlens.data.simulate``)."""
+
     n_units: int = 120
+    """training units, run to failure."""
     n_test_units: int = 40
+    """test units, cut off at a random cycle before failure (true RUL known)."""
     n_sensors: int = 14
+    n_settings: int = 3
     n_regimes: int = 3
+    regime_switch: float = 0.05
+    """probability per cycle that a unit moves to a random operating regime."""
     fault_modes: int = 3
-    noise: float = 0.05
+    sensors_per_mode: int = 3
+    """sensors driven by one fault mode only."""
+    shared_sensors: int = 1
+    """sensors driven by every fault mode (each mode drives sensors_per_mode + these)."""
+    constant_sensors: int = 0
+    """sensors constant within each regime (no information; prepare drops them)."""
+    noise: float = 0.15
+    """sensor noise std as a fraction of a driven sensor's drift at failure (C-MAPSS
+    FD001's informative sensors: 0.1-0.26, median 0.17)."""
     min_life: int = 120
     max_life: int = 320
+    test_min_cycles: int = 31
+    """a test unit shows at least this many cycles (or its life - 1 if shorter)."""
     fault_mode_subset: list[int] | None = None
     """only simulate these fault modes (indices); None = all."""
+    world_seed: int = 0
+    """the plant (sensor levels, regimes, which sensors each mode drives); fixed apart
+    from the run seed so fleets simulated with other seeds or subsets share one plant."""
+
+    @model_validator(mode="after")
+    def _feasible(self) -> SimulatorConfig:
+        need = self.shared_sensors + self.fault_modes * self.sensors_per_mode
+        if need + self.constant_sensors > self.n_sensors:
+            raise ValueError(
+                f"n_sensors={self.n_sensors} is too few: {self.fault_modes} fault modes x "
+                f"{self.sensors_per_mode} + {self.shared_sensors} shared + "
+                f"{self.constant_sensors} constant sensors are needed"
+            )
+        if self.fault_modes < 1 or self.n_regimes < 1 or self.n_units < 1:
+            raise ValueError("fault_modes, n_regimes and n_units must be >= 1")
+        if not 2 <= self.min_life <= self.max_life:
+            raise ValueError("need 2 <= min_life <= max_life")
+        if not 0.0 <= self.regime_switch <= 1.0 or self.noise <= 0:
+            raise ValueError("regime_switch must be in [0, 1] and noise > 0")
+        bad = [m for m in self.fault_mode_subset or [] if not 0 <= m < self.fault_modes]
+        if bad or self.fault_mode_subset == []:
+            raise ValueError(f"fault_mode_subset must name modes in 0..{self.fault_modes - 1}")
+        return self
 
 
 class DataConfig(_Frozen):
@@ -85,6 +135,14 @@ class PrepareConfig(_Frozen):
     val_fraction: float = 0.2
     drop_constant: bool = True
     constant_tol: float = 1e-6
+    """a sensor whose std is below this within every regime is dropped (and reported)."""
+    n_regimes: int | None = None
+    """None: detect the operating regimes from the settings; k: use k regimes (1 = one)."""
+    regime_min_silhouette: float = 0.7
+    """detection: fewer than this best silhouette over k = 2..max_regimes means one regime
+    (noise around one operating point, as C-MAPSS FD001, scores about 0.3-0.5)."""
+    regime_sample: int = 5000
+    """rows sampled (by seed) to fit the regime k-means; all rows are then assigned."""
 
 
 class WindowConfig(_Frozen):
@@ -94,27 +152,52 @@ class WindowConfig(_Frozen):
 
 
 class LSTMConfig(_Frozen):
-    hidden_size: int = 64
+    """Defaults chosen on validation units (docs/model_choices.md): a short cosine schedule
+    with open forget gates reaches its best validation loss in a few epochs."""
+
+    hidden_size: int = 128
     num_layers: int = 2
-    dropout: float = 0.1
-    epochs: int = 60
+    dropout: float = 0.3
+    epochs: int = 6
     batch_size: int = 256
-    lr: float = 3e-3
+    lr: float = 2e-3
     weight_decay: float = 0.0
-    patience: int = 10
-    clip_grad: float = 1.0
+    patience: int = 5
+    clip_grad: float | None = 1.0
+    schedule: Literal["onecycle", "cosine", "plateau", "constant"] = "cosine"
+    """learning-rate schedule, stepped per batch (plateau: per epoch on val loss)."""
+    average_last: int = 1
+    """>1: judge and keep the average of the last that many epochs' weights."""
+    min_delta: float = 0.0
+    """improvement of the validation loss that resets early-stopping patience."""
+    input_noise: float = 0.0
+    """std of Gaussian noise added to training inputs (z-scores): augmentation."""
+    target_steps: int = 1
+    """train the head on the last that many steps of each window (1: the last only)."""
+    forget_bias: float | None = 3.0
+    """initial forget-gate bias (None: PyTorch's default initialisation)."""
     device: str = "auto"
-    num_threads: int | None = None
+    num_threads: int | None = 1
+    """torch CPU threads while training (None: torch's default). One thread is several
+    times faster than two on a busy small machine (OpenMP threads wait on each other)."""
 
 
 class ForestConfig(_Frozen):
-    n_estimators: int = 200
-    max_depth: int | None = 12
-    min_samples_leaf: int = 5
-    max_features: float | str = 0.5
-    stats: list[str] = Field(
-        default_factory=lambda: ["last", "mean", "std", "slope", "min", "max"]
-    )
+    """Defaults chosen on validation units under a TreeSHAP budget (docs/model_choices.md)."""
+
+    n_estimators: int = 100
+    max_depth: int | None = 10
+    min_samples_leaf: int = 20
+    max_features: float | str = 0.3
+    max_leaf_nodes: int | None = None
+    """bounds each tree's size (exact TreeSHAP cost grows with leaves x depth^2)."""
+    max_samples: float | None = None
+    """bootstrap sample per tree as a fraction of the training windows (None: all)."""
+    stride: int = 1
+    """fit on every stride-th training window."""
+    n_jobs: int | None = -1
+    stats: list[str] = Field(default_factory=lambda: ["last", "mean", "slope"])
+    """window statistics (of last, mean, std, slope, min, max) the forest reads."""
 
 
 class ModelConfig(_Frozen):
@@ -125,11 +208,52 @@ class ModelConfig(_Frozen):
 
 class ExplainConfig(_Frozen):
     n_explain: int = 256
-    background: int = 64
+    """windows explained (SHAP, agreement, faithfulness): a seeded random sample."""
+    background: int = 16
+    """background windows (training windows of the kind below) for the LSTM's expected
+    gradients and the forest's interventional TreeExplainer. ``shap_samples`` should be a
+    multiple of it: every row is then used equally often per window (2 alphas per row at
+    32 draws), which keeps the completeness gap near 5 % on FD001 (at 32 random draws
+    from 64 rows it was 12 %: benchmarks/explain_shap.py)."""
+    background_kind: Literal["healthy", "random"] = "healthy"
+    """healthy: windows at the RUL cap (label 0 for the horizon task), so attributions say
+    why a machine differs from a healthy one; random: any training windows."""
     shap_samples: int = 32
+    """expected-gradients draws per window: one forward + backward each (cost is linear;
+    FD001-sized LSTM, 1 thread: ~12 ms per window, gap 5.6 %; 48 draws: ~17 ms, 4.2 %)."""
     batch_size: int = 64
+    """windows per forward/backward pass (x shap_samples path points)."""
+    lstm_method: Literal["eg", "shap"] = "eg"
+    num_threads: int | None = 1
+    """torch threads while explaining the LSTM (None: leave as set). 1 is many times faster
+    than 2 on a CPU shared with other busy processes (see explain.attributions)."""
+    """eg: our batched expected gradients; shap: shap.GradientExplainer (slow)."""
+    tree_perturbation: Literal["tree_path_dependent", "interventional"] = "interventional"
+    """interventional: exact SHAP against the same background as the LSTM (comparable);
+    tree_path_dependent: against the training data the trees saw (no background)."""
     top_k: int | None = None
+    """agreement top-k overlap; None: the number of true fault sensors where known, else 3."""
+    deletion_k: int | None = None
+    """deletion curves up to k sensors; None: all sensors."""
+    deletion_random: int = 5
+    """random orders per window for the deletion baseline curve."""
+    deletion_baseline: int = 256
+    """training windows (of ``background_kind``) averaged into the deletion baseline, per
+    time step and sensor."""
     gate_chunk: int = 1024
+    """windows per chunk of a gate trace (bounds the working memory of one chunk)."""
+    gate_method: Literal["loop", "recompute"] = "loop"
+    """loop: our time loop records the gates (fastest on CPU); recompute: nn.LSTM per layer,
+    then every pre-gate in one batched matmul. Both are exact and checked against nn.LSTM."""
+    gate_check: bool = True
+    """compare each chunk's trace with nn.LSTM on a few windows; raise above gate_tol."""
+    gate_tol: float = 1e-4
+    saturation_low: float = 0.1
+    """a sigmoid gate is "fully closed" (left-saturated) below this (Karpathy et al. 2015)."""
+    saturation_high: float = 0.9
+    """... and "fully open" (right-saturated) above this."""
+    gate_samples: int = 8
+    """windows whose full gate trace is exported (heatmaps, Parquet artifact)."""
 
 
 class SignatureConfig(_Frozen):
@@ -137,18 +261,44 @@ class SignatureConfig(_Frozen):
     k: int | None = None
     k_range: list[int] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 7, 8])
     stage_bins: list[float] = Field(default_factory=lambda: [0, 30, 75, 125])
-    """RUL bin edges for health stages (right-open, last bin closed)."""
+    """RUL bin edges for health stages (right-open; the first stage takes everything below
+    the second edge, the last everything from its lower edge up)."""
     tolerance: float = 0.05
     novelty_knn: int = 5
     novelty_tnr: float = 0.95
+    pool: Literal["mean"] | None = None
+    """"mean": append the time-mean of gates i, f, o to each signature."""
+    silhouette_sample: int = 2000
+    """at most this many samples score the silhouette when choosing k."""
+    separation_metric: Literal[
+        "purity", "ari", "nmi", "probe_accuracy", "probe_cv_accuracy"
+    ] = "nmi"
+    """metric of the "from which layer" rule (first layer within `tolerance` of the best)."""
+    novelty_method: Literal["mahalanobis", "knn", "centroid"] = "mahalanobis"
+    selectivity_threshold: float = 0.3
+    """a unit is "on" when its activation is above this (LSTMVis-style selectivity)."""
+    selectivity_min_run: int = 3
+    """stage runs and on-runs shorter than this many steps are ignored."""
+
+
+# ``register`` is the natural key, though pydantic warns that it shadows ABCMeta.register
+warnings.filterwarnings("ignore", message='Field name "register" in "TrackingConfig"')
 
 
 class TrackingConfig(_Frozen):
     uri: str | None = None
-    """None: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db."""
-    artifact_root: str = "mlruns/artifacts"
+    """None: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db (relative to the working
+    directory, resolved to an absolute path)."""
+    artifact_root: str | None = None
+    """where new experiments keep artifacts, for a local (sqlite) store; None: an
+    ``artifacts`` folder beside the database file (mlruns/artifacts for the default). A
+    tracking server (http URI) chooses its own artifact store."""
     experiment: str | None = None
+    """None: one experiment per dataset (the caller passes the dataset name)."""
     register: bool = True
+    champion_on_new_data: Literal["replace", "keep"] = "replace"
+    """when the current champion was trained on other data (another dataset hash), its
+    score is not comparable: replace = the new model takes the alias, keep = it stays."""
 
 
 class PipelineConfig(_Frozen):

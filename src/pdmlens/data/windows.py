@@ -50,14 +50,17 @@ class WindowDataset(Dataset):
         self.targets = (
             None if target is None else frame[target].to_numpy(dtype=np.float32, copy=True)
         )
-        units = frame[UNIT].to_numpy()
+        # Integer codes, not an object array of names: converting ten million Arrow
+        # strings to Python objects costs seconds and ~60 bytes a row.
+        codes, uniques = pd.factorize(frame[UNIT], sort=False)
         self.times = frame[TIME].to_numpy()
         # Row offsets of each unit: the table is grouped by unit (prepare guarantees it).
-        change = np.flatnonzero(units[1:] != units[:-1]) + 1
+        change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
         starts = np.concatenate([[0], change]).astype(np.int64)
-        ends = np.concatenate([change, [len(units)]]).astype(np.int64)
-        self.unit_names = units[starts] if len(units) else np.array([], dtype=object)
-        if len(set(self.unit_names.tolist())) != len(self.unit_names):
+        ends = np.concatenate([change, [len(codes)]]).astype(np.int64)
+        names = np.asarray(uniques, dtype=object)
+        self.unit_names = names[codes[starts]] if len(codes) else np.array([], dtype=object)
+        if len(self.unit_names) != len(names):
             raise ValueError("frame must be grouped by unit (each unit's rows contiguous)")
         self.unit_start = starts
         self.unit_end = ends
@@ -129,7 +132,7 @@ class WindowDataset(Dataset):
             out = np.empty((n, self.length, self.n_features), dtype=np.float32)
         else:
             out = out[:n]
-        np.take(self.values, np.maximum(rows, 0), axis=0, out=out)
+        np.take(self.values, np.maximum(rows, 0), axis=0, out=out, mode="clip")
         if self.pad == "zero":
             out[rows < 0] = 0.0
         y = None if self.targets is None else self.targets[self.end_row[np.asarray(idx)]]

@@ -1,0 +1,285 @@
+"""The ``pdmlens`` command line (typer).
+
+``app`` is the top-level command (console script ``pdmlens``); sub-apps group commands:
+
+- ``pdmlens data inspect``: load a source, validate it and print a summary (``--json`` for
+  a machine-readable one). Problems are collected, not stopped at: each is printed to
+  stderr as ``error: <message>`` and the exit code is 2.
+- ``pdmlens data simulate``: write the built-in simulated fleet as Parquet.
+
+Top-level commands (``run``, ``ui``, ``serve``) are added by other modules with
+``@app.command()`` here; every command that touches data should be wrapped in ``guarded``
+so that a DataValidationError ends as ``error: <message>`` on stderr and exit code 2, with
+no traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import typer
+
+from pdmlens.config import DataConfig, load_config
+from pdmlens.errors import DataValidationError
+
+log = logging.getLogger(__name__)
+
+EXIT_DATA = 2
+"""Exit code for bad input data (and for ``inspect`` finding problems)."""
+
+app = typer.Typer(
+    name="pdmlens",
+    help="Open the black box of predictive-maintenance models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect, validate and generate fleet data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = EXIT_DATA) -> typer.Exit:
+    """Print ``error: <message>`` to stderr; return the Exit to raise."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def guarded(fn: F) -> F:
+    """Turn DataValidationError into ``error: ...`` on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DataValidationError as exc:
+            raise fail(str(exc)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Source(str, Enum):
+    cmapss = "cmapss"
+    events = "events"
+    table = "table"
+    simulated = "simulated"
+
+
+def build_data_config(
+    config: Path | None,
+    source: str | None = None,
+    path: str | None = None,
+    subset: str | None = None,
+    readings: str | None = None,
+    failures: str | None = None,
+    test_path: str | None = None,
+    nan_policy: str | None = None,
+    units: int | None = None,
+) -> DataConfig:
+    """The ``data`` section of ``--config`` (or the defaults) with command-line overrides."""
+    cfg = DataConfig()
+    if config is not None:
+        if not config.is_file():
+            raise DataValidationError("config file not found", file=str(config))
+        try:
+            cfg = load_config(config).data
+        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+            raise DataValidationError(f"invalid config: {exc}", file=str(config)) from None
+    top: dict[str, Any] = {}
+    if source is not None:
+        top["source"] = source
+    if path is not None:
+        top["path"] = path
+    if subset is not None:
+        top["subset"] = subset
+    if test_path is not None:
+        top["test_path"] = test_path
+    if nan_policy is not None:
+        top["nan_policy"] = nan_policy
+    ev = {k: v for k, v in (("readings", readings), ("failures", failures)) if v is not None}
+    if ev:
+        top["events"] = cfg.events.model_copy(update=ev)
+    if units is not None:
+        top["simulator"] = cfg.simulator.model_copy(update={"n_units": units})
+    return DataConfig.model_validate({**cfg.model_dump(), **{
+        k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in top.items()}})
+
+
+def count_regimes(frame: pd.DataFrame, settings: list[str], seed: int = 0) -> int:
+    """Operating regimes in the settings (prepare's detection on a sample of rows)."""
+    if not settings or len(frame) == 0:
+        return 1
+    x = frame[settings].to_numpy(dtype=np.float64)
+    x = x[np.isfinite(x).all(axis=1)]
+    if len(x) > 2000:
+        x = x[np.random.default_rng(seed).choice(len(x), 2000, replace=False)]
+    if len(x) == 0 or _levels(x) <= 1:
+        return 1  # every setting is one level (noise around one point): no k-means needed
+    from pdmlens.data.regimes import fit_regimes
+
+    return fit_regimes(x, settings, seed=seed).n_regimes
+
+
+def _levels(x: np.ndarray, gap: float = 0.05) -> int:
+    """Distinct combinations of per-setting levels; a level break is a gap between sorted
+    values wider than ``gap`` x the setting's range (a quick first look, no clustering)."""
+    labels = np.zeros((len(x), x.shape[1]), dtype=np.int64)
+    for j in range(x.shape[1]):
+        col = x[:, j]
+        span = float(col.max() - col.min())
+        if span == 0.0:
+            continue
+        order = np.argsort(col, kind="stable")
+        breaks = np.diff(col[order]) > gap * span
+        labels[order, j] = np.concatenate([[0], np.cumsum(breaks)])
+    return int(len(np.unique(labels, axis=0)))
+
+
+def summarize(fleet: Any, window: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """What ``inspect`` reports about one split (plain JSON types)."""
+    from pdmlens.data.fleet import RUL_RAW, TIME, UNIT
+
+    frame = fleet.frame
+    lengths = frame.groupby(UNIT, sort=False).size().to_numpy() if len(frame) else np.zeros(1)
+    out: dict[str, Any] = {
+        "name": fleet.meta.name,
+        "units": int(frame[UNIT].nunique()),
+        "rows": int(len(frame)),
+        "sensors": fleet.sensors,
+        "settings": fleet.settings,
+        "regimes": count_regimes(frame, fleet.settings, seed),
+        "unit_length": {
+            "min": int(lengths.min()),
+            "median": float(np.median(lengths)),
+            "max": int(lengths.max()),
+        },
+        "time": {"first": str(frame[TIME].min()), "last": str(frame[TIME].max()),
+                 "unit": fleet.meta.time_unit},
+    }
+    if RUL_RAW in frame.columns:
+        end = pd.to_numeric(frame[RUL_RAW], errors="coerce").groupby(
+            frame[UNIT], sort=False).last()
+        out["rul_labels"] = int(end.notna().sum())
+        out["end_rul"] = (
+            {"min": float(end.min()), "median": float(end.median()), "max": float(end.max())}
+            if end.notna().any() else None
+        )
+    out["censored_units"] = len(fleet.meta.censored_units)
+    if fleet.meta.fault_modes:
+        counts = pd.Series(fleet.meta.fault_modes).value_counts().sort_index()
+        out["fault_modes"] = {str(k): int(v) for k, v in counts.items()}
+    if window is not None:
+        out["units_shorter_than_window"] = int((lengths < window).sum())
+    return out
+
+
+def _problem_dict(p: DataValidationError) -> dict[str, Any]:
+    return {"message": str(p), "file": p.file, "column": p.column, "row": p.row,
+            "unit": p.unit}
+
+
+def _print_summary(report: dict[str, Any]) -> None:
+    typer.echo(f"source: {report['source']}")
+    for split in ("train", "test"):
+        s = report.get(split)
+        if s is None:
+            continue
+        ul = s["unit_length"]
+        typer.echo(f"\n[{split}] {s['name']}")
+        typer.echo(f"  units: {s['units']}   rows: {s['rows']}")
+        typer.echo(f"  sensors ({len(s['sensors'])}): {', '.join(s['sensors'])}")
+        typer.echo(f"  settings ({len(s['settings'])}): {', '.join(s['settings']) or '-'}")
+        typer.echo(f"  regimes: {s['regimes']}")
+        typer.echo(f"  unit length: min {ul['min']}, median {ul['median']:g}, max {ul['max']}")
+        typer.echo(f"  time: {s['time']['first']} .. {s['time']['last']} ({s['time']['unit']})")
+        if "rul_labels" in s:
+            typer.echo(f"  units with a known end RUL: {s['rul_labels']}"
+                       f"   censored units: {s['censored_units']}")
+        if "fault_modes" in s:
+            typer.echo(f"  fault modes: {s['fault_modes']}")
+        if "units_shorter_than_window" in s:
+            typer.echo(f"  units shorter than the window: {s['units_shorter_than_window']}")
+    n = len(report["problems"])
+    typer.echo(f"\nproblems: {n}" + (" (listed on stderr)" if n else ""))
+
+
+@data_app.command("inspect")
+@guarded
+def inspect_cmd(
+    source: Annotated[Source | None, typer.Option(help="data source (default: config)")] = None,
+    path: Annotated[str | None, typer.Option(help="folder (cmapss), table file, or "
+                                              "base folder of --readings/--failures")] = None,
+    subset: Annotated[str | None, typer.Option(help="C-MAPSS subset, FD001-FD004")] = None,
+    readings: Annotated[str | None, typer.Option(help="events: readings table")] = None,
+    failures: Annotated[str | None, typer.Option(help="events: failures table")] = None,
+    test_path: Annotated[str | None, typer.Option(help="table: separate test table")] = None,
+    window: Annotated[int | None, typer.Option(help="refuse training units shorter than "
+                                                 "this window")] = None,
+    nan_policy: Annotated[str | None, typer.Option(help="error or ffill")] = None,
+    units: Annotated[int | None, typer.Option(help="simulated: training units")] = None,
+    seed: Annotated[int, typer.Option(help="simulated: seed")] = 0,
+    config: Annotated[Path | None, typer.Option(help="run config YAML (its data section)")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """Load a data source, validate it and summarise it; problems go to stderr (exit 2)."""
+    from pdmlens.data.sources import load_source
+
+    cfg = build_data_config(config, source.value if source else None, path, subset,
+                            readings, failures, test_path, nan_policy, units)
+    problems: list[DataValidationError] = []
+    splits = load_source(cfg, window=window, seed=seed, problems=problems)
+    report: dict[str, Any] = {"source": cfg.source}
+    for name, fleet in splits.items():
+        report[name] = summarize(fleet, window, seed)
+    report["problems"] = [_problem_dict(p) for p in problems]
+    if as_json:
+        typer.echo(json.dumps(report, indent=2, default=str))
+    else:
+        _print_summary(report)
+    for p in problems:
+        typer.echo(f"error: {p}", err=True)
+    if problems:
+        raise typer.Exit(EXIT_DATA)
+
+
+def simulated_paths(out: Path) -> tuple[Path, Path]:
+    """``X.parquet`` -> ``X-train.parquet``, ``X-test.parquet``; a folder -> ``train/test``."""
+    if out.suffix == ".parquet":
+        return (out.with_name(f"{out.stem}-train.parquet"),
+                out.with_name(f"{out.stem}-test.parquet"))
+    return out / "train.parquet", out / "test.parquet"
+
+
+@data_app.command("simulate")
+@guarded
+def simulate_cmd(
+    out: Annotated[Path, typer.Option(help="X.parquet (writes X-train.parquet and "
+                                      "X-test.parquet) or a folder (train/test.parquet)")],
+    units: Annotated[int | None, typer.Option(help="training units")] = None,
+    test_units: Annotated[int | None, typer.Option(help="test units")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    config: Annotated[Path | None, typer.Option(help="run config YAML (its simulator "
+                                                "section)")] = None,
+) -> None:
+    """Write the built-in simulated fleet (train and test) as Parquet."""
+    from pdmlens.data.sources import load_source
+
+    cfg = build_data_config(config, "simulated", units=units)
+    if test_units is not None:
+        cfg = DataConfig.model_validate({**cfg.model_dump(), "simulator": {
+            **cfg.simulator.model_dump(), "n_test_units": test_units}})
+    splits = load_source(cfg, seed=seed)
+    train_path, test_path = simulated_paths(out)
+    for (name, fleet), dest in zip(splits.items(), (train_path, test_path), strict=False):
+        fleet.to_parquet(dest)
+        typer.echo(f"{name}: {len(fleet.units)} units, {fleet.n_rows} rows -> {dest}")
