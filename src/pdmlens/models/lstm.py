@@ -1,0 +1,538 @@
+"""The LSTM estimator: an ``nn.LSTM`` stack and a linear head on the last hidden state.
+
+Two tasks share one network shape: ``rul`` (regression of the capped remaining useful life)
+and ``horizon`` (will the unit fail within h cycles: a logit trained with BCE). The network
+is deliberately plain, a ``torch.nn.LSTM`` (batch_first) and an ``nn.Linear``, because the
+explain step recomputes every gate from the LSTM's own weights and must match it exactly.
+
+Training is written for a small CPU as much as for a GPU: windows are gathered straight
+from the WindowDataset's float32 table into one reused buffer (no DataLoader, no per-item
+Python), the RUL target is scaled by its cap so the output stays in [0, 1] while learning,
+and the best epoch on the validation units is kept (early stopping restores it). The
+defaults: AdamW with a short cosine learning-rate schedule, gradient clipping, dropout, and
+forget gates initialised open (bias 3) so the cell integrates the whole window from the
+first epoch; the choices and the validation figures behind them are in
+docs/model_choices.md.
+
+Given a seed, a CPU run repeats to the last bit: the weights are initialised and dropout is
+drawn from a seeded RNG (forked, so the caller's global RNG is left untouched), batches are
+shuffled by a seeded ``torch.Generator``, and deterministic algorithms are switched on for
+the duration of ``fit``.
+
+A fitted estimator saves as one ``torch.save`` dict of plain types and tensors (loadable
+with ``weights_only=True``): constructor parameters, the state dict, the feature names and
+the training history. The LSTM reads windows of any length, so a saved model does too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from torch import nn
+
+from pdmlens.data.windows import WindowDataset
+from pdmlens.errors import NotFittedError
+
+if TYPE_CHECKING:
+    from pdmlens.config import RunConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT = "pdmlens.lstm/1"
+TASKS = ("rul", "horizon")
+SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
+
+
+class LSTMNet(nn.Module):
+    """``lstm`` (nn.LSTM, batch_first) -> dropout -> ``head`` (nn.Linear) on the last step.
+
+    ``forward(x [N, T, F]) -> [N]`` in the task's scale: RUL in cycles (the head's output
+    times ``out_scale``, the RUL cap) or the failure logit (``out_scale`` = 1).
+    """
+
+    def __init__(
+        self,
+        n_features: int,
+        hidden_size: int,
+        num_layers: int,
+        dropout: float = 0.0,
+        out_scale: float = 1.0,
+        forget_bias: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(
+            n_features,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
+        if forget_bias is not None:
+            # Forget gates start open (Jozefowicz et al. 2015): memory over the whole window
+            # from the first step. Gate order is i, f, g, o; the two biases add up.
+            with torch.no_grad():
+                for name, p in self.lstm.named_parameters():
+                    if name.startswith("bias_"):
+                        p[hidden_size : 2 * hidden_size] = (
+                            float(forget_bias) if name.startswith("bias_ih") else 0.0
+                        )
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, 1)
+        self.register_buffer("out_scale", torch.tensor(float(out_scale)))
+
+    def forward_scaled(self, x: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        """The head's raw output (RUL / cap for the rul task, the logit for horizon): [N]
+        for the last step, or [N, steps] for the last ``steps`` steps."""
+        out, _ = self.lstm(x)
+        if steps == 1:
+            return self.head(self.drop(out[:, -1])).squeeze(-1)
+        return self.head(self.drop(out[:, -steps:])).squeeze(-1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_scaled(x) * self.out_scale
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; anything else is passed to torch."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def _torch_state(num_threads: int | None, seed: int, device: torch.device) -> Iterator[None]:
+    """Seeded, deterministic torch for the duration of a fit; the caller's RNG, thread count
+    and determinism flag come back afterwards."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        try:
+            if num_threads:
+                torch.set_num_threads(int(num_threads))
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.manual_seed(seed)
+            yield
+        finally:
+            torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+            torch.set_num_threads(old_threads)
+
+
+class LSTMEstimator(BaseEstimator):
+    """An LSTM for RUL regression (``task="rul"``) or failure within a horizon
+    (``task="horizon"``), trained on sliding windows with early stopping.
+
+    ``fit(train, val)`` takes WindowDatasets whose target is the capped RUL (rul) or the 0/1
+    label ``fails_within_<h>`` (horizon). ``predict`` returns RUL in cycles, or for the
+    horizon task the probability of failure within the horizon (``predict_proba`` gives
+    sklearn's [N, 2] and ``predict_label`` thresholds at ``threshold``).
+
+    Parameters beyond the obvious: ``schedule`` (``onecycle`` | ``cosine`` | ``plateau`` |
+    ``constant``) sets the learning rate per step; ``average_last`` = k > 1 judges and
+    keeps, after each epoch, the average of the last k epochs' weights (snapshot averaging:
+    smoother than any one epoch, at the cost of nothing but k copies); ``min_delta`` is
+    the improvement of the validation loss that resets patience.
+    """
+
+    def __init__(
+        self,
+        task: str = "rul",
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        dropout: float = 0.3,
+        epochs: int = 6,
+        batch_size: int = 256,
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        patience: int = 5,
+        clip_grad: float | None = 1.0,
+        schedule: str = "cosine",
+        average_last: int = 1,
+        min_delta: float = 0.0,
+        input_noise: float = 0.0,
+        target_steps: int = 1,
+        forget_bias: float | None = 3.0,
+        device: str = "auto",
+        seed: int = 0,
+        rul_cap: float = 125.0,
+        num_threads: int | None = 1,
+        eval_batch_size: int = 2048,
+        threshold: float = 0.5,
+    ) -> None:
+        self.task = task
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.clip_grad = clip_grad
+        self.schedule = schedule
+        self.average_last = average_last
+        self.min_delta = min_delta
+        self.input_noise = input_noise
+        self.target_steps = target_steps
+        self.forget_bias = forget_bias
+        self.device = device
+        self.seed = seed
+        self.rul_cap = rul_cap
+        self.num_threads = num_threads
+        self.eval_batch_size = eval_batch_size
+        self.threshold = threshold
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, cfg: RunConfig, task: str | None = None) -> LSTMEstimator:
+        """An estimator with the run's LSTM parameters, task, seed and RUL cap."""
+        c = cfg.model.lstm
+        return cls(
+            task=task or cfg.model.task,
+            hidden_size=c.hidden_size,
+            num_layers=c.num_layers,
+            dropout=c.dropout,
+            epochs=c.epochs,
+            batch_size=c.batch_size,
+            lr=c.lr,
+            weight_decay=c.weight_decay,
+            patience=c.patience,
+            clip_grad=c.clip_grad,
+            schedule=c.schedule,
+            average_last=c.average_last,
+            min_delta=c.min_delta,
+            input_noise=c.input_noise,
+            target_steps=c.target_steps,
+            forget_bias=c.forget_bias,
+            device=c.device,
+            seed=cfg.seed,
+            rul_cap=cfg.prepare.rul_cap,
+            num_threads=c.num_threads,
+        )
+
+    def _check_params(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.task == "rul" and not (self.rul_cap and self.rul_cap > 0):
+            raise ValueError("the rul task needs a positive rul_cap (the target's scale)")
+        if self.epochs < 1 or self.batch_size < 1 or self.hidden_size < 1:
+            raise ValueError("epochs, batch_size and hidden_size must be >= 1")
+        if self.average_last < 1:
+            raise ValueError("average_last must be >= 1")
+
+    def _scale(self) -> float:
+        return float(self.rul_cap) if self.task == "rul" else 1.0
+
+    def _new_network(self, n_features: int) -> LSTMNet:
+        return LSTMNet(
+            n_features, self.hidden_size, self.num_layers, self.dropout, self._scale(),
+            self.forget_bias,
+        )
+
+    # --------------------------------------------------------------------- fit
+    def fit(
+        self,
+        train: WindowDataset,
+        val: WindowDataset | None = None,
+        callback: Callable[[int, dict[str, float]], None] | None = None,
+    ) -> LSTMEstimator:
+        """Train on ``train``'s windows; early-stop on ``val`` (restoring its best epoch).
+
+        ``callback(epoch, metrics)`` is called after every epoch (0-based) with
+        ``train_loss``, ``val_loss`` (and ``val_rmse`` in cycles for rul, ``val_f1`` etc.
+        not computed: losses only), ``lr`` and ``seconds``.
+        """
+        self._check_params()
+        if train.targets is None:
+            raise ValueError("the training WindowDataset has no target column")
+        if len(train) == 0:
+            raise ValueError("the training WindowDataset has no windows")
+        if val is not None and list(val.features) != list(train.features):
+            raise ValueError("train and val windows must have the same features, in order")
+        device = resolve_device(self.device)
+        with _torch_state(self.num_threads, int(self.seed), device):
+            self._fit(train, val, callback, device)
+        return self
+
+    def _loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        if self.task == "rul":
+            return nn.functional.mse_loss
+        return nn.functional.binary_cross_entropy_with_logits
+
+    def _target(self, y: np.ndarray, device: torch.device) -> torch.Tensor:
+        t = torch.from_numpy(np.asarray(y, dtype=np.float32))
+        if self.task == "rul":
+            t = t / float(self.rul_cap)
+        return t.to(device)
+
+    def _fit(
+        self,
+        train: WindowDataset,
+        val: WindowDataset | None,
+        callback: Callable[[int, dict[str, float]], None] | None,
+        device: torch.device,
+    ) -> None:
+        n, n_feat = len(train), train.n_features
+        bs = min(int(self.batch_size), n)
+        steps = math.ceil(n / bs)
+        net = self._new_network(n_feat).to(device)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched, per_step = self._scheduler(opt, steps)
+        loss_fn = self._loss_fn()
+        gen = torch.Generator().manual_seed(int(self.seed))
+        pin = device.type == "cuda"
+        buf = torch.empty((bs, train.length, n_feat), dtype=torch.float32, pin_memory=pin)
+        buf_np = buf.numpy()
+        targets = train.window_targets.astype(np.float32)
+        if self.task == "rul":
+            targets = targets / np.float32(self.rul_cap)
+        targets_t = torch.from_numpy(targets)
+        noise = float(self.input_noise)
+        steps = min(int(self.target_steps), train.length)
+        row_targets = torch.from_numpy(train.targets.astype(np.float32))
+        if self.task == "rul":
+            row_targets = row_targets / float(self.rul_cap)
+
+        self.history_: list[dict[str, float]] = []
+        self.best_epoch_ = -1
+        best_loss = math.inf
+        best_state: dict[str, torch.Tensor] | None = None
+        k_avg = int(self.average_last)
+        recent: deque[dict[str, torch.Tensor]] = deque(maxlen=k_avg)
+        judged = copy.deepcopy(net) if k_avg > 1 else net  # no RNG draw: same trajectory
+        bad = 0
+        for epoch in range(int(self.epochs)):
+            t0 = time.perf_counter()
+            net.train()
+            perm = torch.randperm(n, generator=gen).numpy()
+            total, count = 0.0, 0
+            for s in range(0, n, bs):
+                idx = np.sort(perm[s : s + bs])
+                m = len(idx)
+                train.batch(idx, out=buf_np)
+                xb = buf[:m].to(device, non_blocking=True)
+                if noise:
+                    xb = xb + noise * torch.randn_like(xb)
+                if steps > 1:
+                    rows = train.rows(idx)[:, -steps:]
+                    yb = row_targets[np.maximum(rows, 0)].to(device, non_blocking=True)
+                else:
+                    yb = targets_t[idx].to(device, non_blocking=True)
+                out = net.forward_scaled(xb, steps)
+                loss = loss_fn(out, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.clip_grad:
+                    nn.utils.clip_grad_norm_(net.parameters(), float(self.clip_grad))
+                opt.step()
+                if per_step and sched is not None:
+                    sched.step()
+                total += float(loss.detach()) * m
+                count += m
+            lr_now = opt.param_groups[0]["lr"]
+            row: dict[str, float] = {"epoch": epoch, "train_loss": total / count, "lr": lr_now}
+            if k_avg > 1:
+                # the model judged (and kept) is the average of the last k epochs' weights
+                recent.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+                judged.load_state_dict(_average_states(list(recent)))
+            if val is not None and len(val):
+                val_loss = self._eval_loss(judged, val, device)
+                row["val_loss"] = val_loss
+                if self.task == "rul":
+                    row["val_rmse"] = math.sqrt(val_loss) * float(self.rul_cap)
+                monitor = val_loss
+            else:
+                monitor = row["train_loss"]
+            if sched is not None and not per_step:
+                sched.step(monitor)
+            row["seconds"] = time.perf_counter() - t0
+            self.history_.append(row)
+            improved = monitor < best_loss - float(self.min_delta)
+            if improved:
+                best_loss = monitor
+                self.best_epoch_ = epoch
+                bad = 0
+                best_state = copy.deepcopy(judged.state_dict())
+            else:
+                bad += 1
+            log.info(
+                "epoch %d/%d train_loss %.5f val_loss %s lr %.2e %.1fs%s",
+                epoch + 1,
+                self.epochs,
+                row["train_loss"],
+                f"{row['val_loss']:.5f}" if "val_loss" in row else "-",
+                lr_now,
+                row["seconds"],
+                " *" if improved else "",
+            )
+            if callback is not None:
+                callback(epoch, dict(row))
+            if val is not None and self.patience and bad >= int(self.patience):
+                log.info("early stop after epoch %d (best %d)", epoch + 1, self.best_epoch_ + 1)
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        self.network_ = net
+        self.device_ = device
+        self.n_features_in_ = n_feat
+        self.feature_names_in_ = np.asarray(train.features, dtype=object)
+        self.window_length_ = train.length
+
+    def _scheduler(self, opt: torch.optim.Optimizer, steps: int):
+        """(scheduler, stepped per batch?)."""
+        total = int(self.epochs) * steps
+        if self.schedule == "onecycle":
+            return torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=self.lr, total_steps=total, pct_start=0.25
+            ), True
+        if self.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total), True
+        if self.schedule == "plateau":
+            patience = max(1, int(self.patience) // 3) if self.patience else 3
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, factor=0.5, patience=patience
+            ), False
+        return None, True
+
+    def _eval_loss(self, net: LSTMNet, ds: WindowDataset, device: torch.device) -> float:
+        net.eval()
+        loss_fn = self._loss_fn()
+        total = 0.0
+        with torch.inference_mode():
+            for _, x, y in ds.iter_batches(int(self.eval_batch_size)):
+                out = net.forward_scaled(torch.from_numpy(x).to(device))
+                total += float(loss_fn(out, self._target(y, device), reduction="sum"))
+        return total / len(ds)
+
+    # ----------------------------------------------------------------- predict
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "network_"):
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet: call fit() or load() first"
+            )
+
+    def _outputs(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
+        """The network's outputs [N] in the task's scale (cycles or logits)."""
+        self._check_fitted()
+        net, dev = self.network_, self.device_
+        net.eval()
+        bs = int(self.eval_batch_size)
+        if isinstance(x, WindowDataset):
+            if list(x.features) != [str(f) for f in self.feature_names_in_]:
+                raise ValueError(
+                    "the windows' features differ from those the model was fitted on: "
+                    f"{list(x.features)} vs {list(self.feature_names_in_)}"
+                )
+            out = np.empty(len(x), dtype=np.float32)
+            with torch.inference_mode():
+                for idx, xb, _ in x.iter_batches(bs):
+                    out[idx] = net(torch.from_numpy(xb).to(dev)).cpu().numpy()
+            return out
+        t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, np.float32))
+        if t.ndim == 2:
+            t = t.unsqueeze(0)
+        if t.ndim != 3 or t.shape[-1] != self.n_features_in_:
+            raise ValueError(
+                f"x must be [N, W, {self.n_features_in_}] windows, got shape {tuple(t.shape)}"
+            )
+        t = t.to(torch.float32)
+        out = np.empty(t.shape[0], dtype=np.float32)
+        with torch.inference_mode():
+            for s in range(0, t.shape[0], bs):
+                out[s : s + bs] = net(t[s : s + bs].to(dev)).cpu().numpy()
+        return out
+
+    def predict(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
+        """RUL in cycles (rul) or P(failure within the horizon) (horizon), float32 [N]."""
+        out = self._outputs(x)
+        if self.task == "horizon":
+            return _sigmoid(out)
+        return out
+
+    def predict_proba(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
+        """[N, 2]: P(no failure within the horizon), P(failure within it). Horizon only."""
+        if self.task != "horizon":
+            raise ValueError("predict_proba is for the horizon task")
+        p = self.predict(x)
+        return np.stack([1.0 - p, p], axis=1)
+
+    def predict_label(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
+        """0/1 failure-within-horizon decisions at ``threshold``. Horizon only."""
+        if self.task != "horizon":
+            raise ValueError("predict_label is for the horizon task")
+        return (self.predict(x) >= self.threshold).astype(np.int64)
+
+    # -------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> Path:
+        """One ``torch.save`` dict (weights_only-loadable): params, weights, features."""
+        self._check_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().clone() for k, v in self.network_.state_dict().items()}
+        payload: dict[str, Any] = {
+            "format": FORMAT,
+            "params": self.get_params(),
+            "state_dict": state,
+            "feature_names": [str(f) for f in self.feature_names_in_],
+            "window_length": int(self.window_length_),
+            "history": [dict(r) for r in self.history_],
+            "best_epoch": int(self.best_epoch_),
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> LSTMEstimator:
+        """A fitted estimator from :meth:`save`; ``device`` overrides the saved one."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if payload.get("format") != FORMAT:
+            raise ValueError(f"{path} is not a saved pdmlens LSTM ({payload.get('format')!r})")
+        params = dict(payload["params"])
+        if device is not None:
+            params["device"] = device
+        est = cls(**params)
+        names = payload["feature_names"]
+        net = est._new_network(len(names))
+        net.load_state_dict(payload["state_dict"])
+        dev = resolve_device(est.device)
+        est.network_ = net.to(dev).eval()
+        est.device_ = dev
+        est.n_features_in_ = len(names)
+        est.feature_names_in_ = np.asarray(names, dtype=object)
+        est.window_length_ = int(payload["window_length"])
+        est.history_ = list(payload["history"])
+        est.best_epoch_ = int(payload["best_epoch"])
+        return est
+
+
+def _average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    if len(states) == 1:
+        return states[0]
+    out = {}
+    for k in states[0]:
+        if states[0][k].is_floating_point():
+            out[k] = torch.stack([s[k] for s in states]).mean(0)
+        else:
+            out[k] = states[-1][k]
+    return out
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return (1.0 / (1.0 + np.exp(-z.astype(np.float64)))).astype(np.float32)

@@ -1,0 +1,117 @@
+"""Figures of how well the models predict: predicted vs true RUL, a few units' RUL
+trajectories, and the LSTM's learning curves.
+
+Each function returns a ``matplotlib.figure.Figure`` built without pyplot (no global state,
+no GUI backend, safe from worker threads); the report and the tracking step save or embed
+it as they wish (``fig.savefig(buf, format="png")``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def predicted_vs_true(
+    pred: np.ndarray | Sequence[float],
+    true: np.ndarray | Sequence[float],
+    cap: float | None = None,
+    title: str = "Predicted vs true RUL",
+    label: str | None = None,
+) -> Figure:
+    """Scatter of predicted against true RUL with the diagonal (and the cap, if given)."""
+    p = np.asarray(pred, dtype=float).ravel()
+    t = np.asarray(true, dtype=float).ravel()
+    fig = Figure(figsize=(5.0, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    ax.scatter(t, p, s=12, alpha=0.6, label=label)
+    finite = np.concatenate([p[np.isfinite(p)], t[np.isfinite(t)], [0.0]])
+    hi = float(finite.max()) * 1.05 if finite.size else 1.0
+    ax.plot([0, hi], [0, hi], color="0.3", lw=1, ls="--", label="perfect")
+    if cap is not None:
+        ax.axhline(cap, color="tab:red", lw=0.8, ls=":", label=f"cap {cap:g}")
+    if t.size:
+        rmse = float(np.sqrt(np.nanmean((p - t) ** 2)))
+        ax.set_title(f"{title} (n={t.size}, RMSE {rmse:.2f})")
+    else:
+        ax.set_title(title)
+    ax.set_xlabel("true RUL")
+    ax.set_ylabel("predicted RUL")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    ax.legend(loc="upper left", fontsize="small")
+    return fig
+
+
+def rul_trajectories(
+    units: np.ndarray | Sequence[str],
+    times: np.ndarray | Sequence[float],
+    pred: np.ndarray | Sequence[float] | Mapping[str, np.ndarray],
+    true: np.ndarray | Sequence[float],
+    show: Sequence[str] | None = None,
+    n_units: int = 4,
+    cap: float | None = None,
+) -> Figure:
+    """Predicted and true RUL over time for a few units, one panel each.
+
+    ``units``, ``times``, ``true`` (and each prediction) hold one value per window
+    (``WindowDataset.window_units`` / ``window_times``); ``pred`` may be a dict of several
+    models' predictions. ``show`` picks the units, else the first ``n_units``.
+    """
+    units = np.asarray(units).astype(str)
+    times = np.asarray(times)
+    true = np.asarray(true, dtype=float)
+    preds = dict(pred) if isinstance(pred, Mapping) else {"predicted": pred}
+    preds = {k: np.asarray(v, dtype=float) for k, v in preds.items()}
+    chosen = [str(u) for u in show] if show is not None else list(dict.fromkeys(units))[:n_units]
+    n = max(len(chosen), 1)
+    cols = min(n, 2)
+    rows = int(np.ceil(n / cols))
+    fig = Figure(figsize=(5.0 * cols, 3.0 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, unit in zip(axes, chosen, strict=False):
+        m = units == unit
+        order = np.argsort(times[m], kind="stable")
+        t = times[m][order]
+        ax.plot(t, true[m][order], color="black", lw=1.5, label="true")
+        for name, values in preds.items():
+            ax.plot(t, values[m][order], lw=1, label=name)
+        if cap is not None:
+            ax.axhline(cap, color="0.6", lw=0.6, ls=":")
+        ax.set_title(f"unit {unit}")
+        ax.set_xlabel("time")
+        ax.set_ylabel("RUL")
+    for ax in axes[len(chosen):]:
+        ax.set_visible(False)
+    if chosen:
+        axes[0].legend(fontsize="small")
+    return fig
+
+
+def learning_curves(history: Sequence[Mapping[str, float]], best_epoch: int | None = None,
+                    title: str = "LSTM learning curves") -> Figure:
+    """Training and validation loss per epoch (log scale), learning rate on a twin axis,
+    the kept (best) epoch marked."""
+    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    epochs = np.array([h.get("epoch", i) for i, h in enumerate(history)], dtype=float) + 1
+    for key, style in (("train_loss", "-"), ("val_loss", "-")):
+        vals = np.array([h.get(key, np.nan) for h in history], dtype=float)
+        if np.isfinite(vals).any():
+            ax.plot(epochs, vals, style, label=key.replace("_", " "))
+    if best_epoch is not None and best_epoch >= 0:
+        ax.axvline(best_epoch + 1, color="tab:green", lw=0.8, ls="--", label="kept epoch")
+    if history:
+        ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    lrs = np.array([h.get("lr", np.nan) for h in history], dtype=float)
+    if np.isfinite(lrs).any():
+        ax2 = ax.twinx()
+        ax2.plot(epochs, lrs, color="0.6", lw=0.8, ls=":", label="lr")
+        ax2.set_ylabel("learning rate")
+    ax.legend(loc="upper right", fontsize="small")
+    return fig
