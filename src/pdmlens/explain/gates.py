@@ -1,0 +1,983 @@
+"""Exact LSTM gate traces: every gate, cell and hidden state of an ``nn.LSTM``, per step.
+
+``nn.LSTM`` hides its gates. This module recovers them *exactly* (to float32 rounding) for a
+trained network and a batch of windows ``x [N, T, F]``, so that an analyst can look at which
+units open, close or saturate. PyTorch's LSTM cell, per layer and step::
+
+    i, f, g, o = split(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh, 4)   # PyTorch's order
+    i, f, o = sigmoid(i), sigmoid(f), sigmoid(o);  g = tanh(g)
+    c_t = f * c_{t-1} + i * g;   h_t = o * tanh(c_t)
+
+Two exact routes (``method=``):
+
+- ``"loop"`` (default): a time loop of our own that computes and records the gates as it
+  goes, writing straight into the trace's storage: per layer and step one ``mm`` for the
+  input projection and one ``addmm_`` for the recurrent part (the bias rides on a constant-1
+  column next to h), one in-place sigmoid over all four gates (g's pre-activation doubled
+  in the weights, so ``tanh(z) = 2 sigmoid(2z) - 1``: a tanh costs ~4x a sigmoid on this
+  CPU), then c and ``h = o * tanh(c)``. Its inputs are the outputs it just wrote, so nothing
+  is computed twice and nothing is copied. (Projecting the input of all steps with one
+  matmul up front measured no faster: it writes and re-reads [T, n, 4H] once more.)
+- ``"recompute"``: run each layer with ``nn.LSTM`` (every h is then known), build all
+  pre-gates of a chunk with one batched matmul ``[x_t, h_{t-1}] [W_ih, W_hh]^T + b``
+  (``h_{t-1}`` the output shifted one step, ``h0`` at t=0), activate, and rebuild c by the
+  elementwise scan. h is nn.LSTM's own output; ``|o * tanh(c) - h|`` is checked everywhere.
+
+The loop is the faster one on a CPU: memory traffic, not arithmetic, bounds both, and the
+loop touches each step's gates while they are still in cache (``benchmarks/explain.py``
+measures both against a plain ``nn.LSTM`` forward). On a CPU the loop runs on tiles of
+samples handed to ``threads`` persistent worker threads that each use one torch thread:
+~9 small ops a step are each an OpenMP parallel region with a barrier otherwise, and on a
+shared, busy machine every barrier waits for a descheduled thread (5-20x slower measured);
+independent single-threaded tiles have no barriers and still use every core.
+
+**Check.** Either way the trace is compared with ``nn.LSTM`` itself: per chunk, nn.LSTM is run
+on ``check_samples`` windows spread evenly over the chunk (``check=True``, a few percent of a
+forward) or on the whole chunk (``check="full"``), and the last layer's h at every step plus
+h_n and c_n of every layer are compared. The largest absolute difference is stored on the
+trace as ``max_abs_error`` (~1e-7 in float32); above ``tol`` a :class:`GateCheckError` is
+raised.
+
+**Memory.** Samples are processed in chunks of ``chunk_size``. :func:`extract_gates` returns
+the whole trace (O(N T H) memory, ~0.6 GiB for 4096 windows x 50 steps x 2 layers x 64
+units); :func:`iter_gate_chunks` yields one chunk at a time from a reused workspace, and
+:func:`gate_summaries` keeps only per-sample reductions (last-step h and c, time-pooled gate
+means) and saturation counts, for any N. Large buffers come from a small module-level pool:
+a trace's storage returns to the pool when the last array viewing it is dropped, and the
+next extraction of the same size reuses it instead of page-faulting fresh memory.
+:func:`release_workspace` empties the pool; :func:`set_workspace_limit` bounds it.
+
+**Layout.** A trace's arrays ``trace.layers[l][k]`` (k in i, f, g, o, c, h) are [N, T, H]
+float32 *views* onto one time-major block ``[layer, time, sample, 6H + 8]`` whose last axis
+holds i, f, g, o, c, h side by side (what the time loop writes), then a constant 1 (the
+loop's bias column) and padding. They are not C-contiguous; use
+``np.ascontiguousarray`` or :meth:`GateTrace.contiguous` where that matters.
+
+**File schema** (:meth:`GateTrace.save`, an ``.npz`` archive, optionally compressed):
+
+- ``layer{l}/{k}``: float32 [N, T, H], C order, for l = 0..num_layers-1, k in i f g o c h;
+- ``meta/format``: the string ``"pdmlens.GateTrace"``; ``meta/version``: int 1;
+- ``meta/num_layers``, ``meta/hidden_size``: int; ``meta/max_abs_error``: float.
+
+:meth:`GateTrace.to_frame` gives a bounded long table for Parquet (one row per sample,
+layer, time step and unit; a column per gate and state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from pdmlens.errors import PdmlensError
+
+log = logging.getLogger(__name__)
+
+GATES = ("i", "f", "g", "o")
+"""The gates in PyTorch's order (input, forget, cell candidate, output)."""
+KEYS = ("i", "f", "g", "o", "c", "h")
+"""Every array of a trace layer: the four gates, then the cell and hidden state."""
+GATE_NAMES = {
+    "i": "input gate",
+    "f": "forget gate",
+    "g": "cell candidate",
+    "o": "output gate",
+    "c": "cell state",
+    "h": "hidden state",
+}
+METHODS = ("loop", "recompute")
+DEFAULT_CHUNK = 1024
+DEFAULT_TILE = 512
+DEFAULT_TOL = 1e-4
+DEFAULT_CHECK_SAMPLES = 16
+_FORMAT = "pdmlens.GateTrace"
+_VERSION = 1
+
+Method = Literal["loop", "recompute"]
+Check = bool | Literal["full"]
+HX = tuple[Any, Any] | None
+Progress = Callable[[int, int], None] | None
+
+
+class GateCheckError(PdmlensError):
+    """The recorded trace disagrees with ``nn.LSTM`` by more than the tolerance."""
+
+
+# --------------------------------------------------------------------------- trace
+@dataclass
+class GateTrace:
+    """Gates and states of every LSTM layer: ``layers[l][k]`` is [N, T, H] float32.
+
+    ``k`` is one of i, f, g, o (gates, PyTorch's order), c (cell state), h (hidden state).
+    ``max_abs_error`` is the largest difference to ``nn.LSTM`` found by the check
+    (0.0 when the trace was not checked, e.g. loaded from an old file).
+    """
+
+    layers: list[dict[str, np.ndarray]]
+    num_layers: int
+    hidden_size: int
+    max_abs_error: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.layers[0]["h"].shape[0])
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.layers[0]["h"].shape[1])
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def contiguous(self) -> GateTrace:
+        """A copy whose arrays are C-contiguous [N, T, H] and own their memory."""
+        layers = [{k: np.array(layer[k], dtype=np.float32, order="C", copy=True) for k in KEYS}
+                  for layer in self.layers]
+        return GateTrace(layers, self.num_layers, self.hidden_size, self.max_abs_error,
+                         dict(self.meta))
+
+    def subset(self, samples: Sequence[int] | slice | np.ndarray) -> GateTrace:
+        """The trace of some samples only (a copy, C-contiguous)."""
+        idx = samples if isinstance(samples, slice) else np.asarray(samples, dtype=np.int64)
+        layers = [{k: np.ascontiguousarray(layer[k][idx]) for k in KEYS}
+                  for layer in self.layers]
+        return GateTrace(layers, self.num_layers, self.hidden_size, self.max_abs_error,
+                         dict(self.meta))
+
+    # ---- files
+    def save(self, path: str | Path, compress: bool = False) -> Path:
+        """Write the trace as an ``.npz`` archive (schema in the module docstring)."""
+        path = Path(path)
+        arrays: dict[str, np.ndarray] = {
+            "meta/format": np.array(_FORMAT),
+            "meta/version": np.array(_VERSION, dtype=np.int64),
+            "meta/num_layers": np.array(self.num_layers, dtype=np.int64),
+            "meta/hidden_size": np.array(self.hidden_size, dtype=np.int64),
+            "meta/max_abs_error": np.array(self.max_abs_error, dtype=np.float64),
+        }
+        for li, layer in enumerate(self.layers):
+            for k in KEYS:
+                arrays[f"layer{li}/{k}"] = np.ascontiguousarray(layer[k], dtype=np.float32)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as fh:  # a file object: numpy adds no ".npz" suffix
+            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> GateTrace:
+        """Read a trace written by :meth:`save`."""
+        path = Path(path)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{path}: not a gate trace file ({exc})") from exc
+        with data:
+            if "meta/format" not in data.files or str(data["meta/format"]) != _FORMAT:
+                raise ValueError(f"{path}: not a gate trace file (no meta/format={_FORMAT})")
+            version = int(data["meta/version"])
+            if version > _VERSION:
+                raise ValueError(f"{path}: gate trace format version {version} is newer than "
+                                 f"this pdmlens reads ({_VERSION})")
+            n_layers = int(data["meta/num_layers"])
+            hidden = int(data["meta/hidden_size"])
+            layers = []
+            for li in range(n_layers):
+                missing = [k for k in KEYS if f"layer{li}/{k}" not in data.files]
+                if missing:
+                    raise ValueError(f"{path}: layer {li} lacks arrays {missing}")
+                layers.append({k: data[f"layer{li}/{k}"] for k in KEYS})
+            return cls(layers, n_layers, hidden, float(data["meta/max_abs_error"]))
+
+    # ---- tables
+    def to_frame(
+        self,
+        sample_ids: Sequence[int] | np.ndarray | None = None,
+        times: Sequence[int] | np.ndarray | slice | None = None,
+        units: Sequence[int] | np.ndarray | slice | None = None,
+        layers: Sequence[int] | None = None,
+        max_rows: int = 2_000_000,
+    ) -> pd.DataFrame:
+        """A long table of a few samples for Parquet export (e.g. an MLflow artifact).
+
+        One row per (sample, layer, time, unit), columns ``sample`` (the index into the
+        trace's samples), ``layer`` (0-based), ``time`` (step within the window, 0-based),
+        ``unit`` (hidden unit), then ``i f g o c h`` (float32). ``sample_ids``, ``times``,
+        ``units`` and ``layers`` select (indices; None = all). Refuses to build more than
+        ``max_rows`` rows: pick a few samples instead of dumping a whole trace.
+        """
+        n, t_len, h_len = self.n_samples, self.n_steps, self.hidden_size
+        s_idx = np.arange(n) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
+        t_idx = _index(times, t_len)
+        u_idx = _index(units, h_len)
+        l_idx = list(range(self.num_layers)) if layers is None else [int(v) for v in layers]
+        checks = (("sample_ids", s_idx, n), ("times", t_idx, t_len), ("units", u_idx, h_len),
+                  ("layers", np.asarray(l_idx, dtype=np.int64), self.num_layers))
+        for name, idx, size in checks:
+            if idx.size and (idx.min() < -size or idx.max() >= size):
+                raise IndexError(f"{name} out of range 0..{size - 1}")
+        rows = s_idx.size * t_idx.size * u_idx.size * len(l_idx)
+        if rows > max_rows:
+            raise ValueError(
+                f"to_frame would build {rows:,} rows (> max_rows={max_rows:,}); "
+                "select fewer samples, times or units"
+            )
+        s_idx, t_idx, u_idx = s_idx % max(n, 1), t_idx % t_len, u_idx % h_len
+        grid = np.ix_(s_idx, t_idx, u_idx)
+        per_layer = s_idx.size * t_idx.size * u_idx.size
+        s_col = np.repeat(s_idx, t_idx.size * u_idx.size)
+        t_col = np.tile(np.repeat(t_idx, u_idx.size), s_idx.size)
+        u_col = np.tile(u_idx, s_idx.size * t_idx.size)
+        parts = []
+        for li in l_idx:
+            layer = self.layers[li]
+            cols: dict[str, np.ndarray] = {
+                "sample": s_col,
+                "layer": np.full(per_layer, li % self.num_layers, dtype=np.int64),
+                "time": t_col,
+                "unit": u_col,
+            }
+            for k in KEYS:
+                cols[k] = np.asarray(layer[k][grid], dtype=np.float32).reshape(-1)
+            parts.append(pd.DataFrame(cols))
+        if not parts:
+            return pd.DataFrame(columns=["sample", "layer", "time", "unit", *KEYS])
+        return pd.concat(parts, ignore_index=True)
+
+
+def _index(sel: Sequence[int] | np.ndarray | slice | None, size: int) -> np.ndarray:
+    if sel is None:
+        return np.arange(size)
+    if isinstance(sel, slice):
+        return np.arange(size)[sel]
+    return np.asarray(sel, dtype=np.int64).reshape(-1)
+
+
+def _trace_from_block(block: np.ndarray, hidden: int, error: float) -> GateTrace:
+    """Views [N, T, H] onto a time-major block [L, T, N, 6H + PAD] (module docstring)."""
+    layers = []
+    for li in range(block.shape[0]):
+        lay = block[li]
+        layers.append({k: lay[:, :, j * hidden:(j + 1) * hidden].transpose(1, 0, 2)
+                       for j, k in enumerate(KEYS)})
+    return GateTrace(layers, block.shape[0], hidden, error)
+
+
+# --------------------------------------------------------------------------- buffer pool
+class _Lease:
+    """Exposes one pooled buffer to numpy; gives it back to the pool when the last view of
+    it is garbage collected (numpy keeps this object as the views' base)."""
+
+    def __init__(self, pool: _BufferPool, buf: np.ndarray) -> None:
+        self._pool: _BufferPool | None = pool
+        self._buf = buf
+        self.__array_interface__ = buf.__array_interface__
+
+    def __del__(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):  # at interpreter shutdown: nothing to do
+                pool.give_back(self._buf)
+
+
+class _BufferPool:
+    """Large float32 buffers kept for reuse: fresh memory page-faults slowly, so a second
+    extraction of the same size should find the first one's memory already mapped."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    def take(self, numel: int) -> np.ndarray:
+        """A 1-D float32 array of ``numel`` elements (uninitialised)."""
+        buf = None
+        with self._lock:
+            fits = [b for b in self._free if numel <= b.size <= 2 * numel + 4096]
+            if fits:
+                buf = min(fits, key=lambda b: b.size)
+                self._free = [b for b in self._free if b is not buf]
+        if buf is None:
+            buf = np.empty(max(int(numel), 1), dtype=np.float32)
+        return np.asarray(_Lease(self, buf))[:numel]
+
+    def give_back(self, buf: np.ndarray) -> None:
+        with self._lock:
+            if buf.nbytes > self.max_bytes:
+                return
+            self._free.append(buf)
+            while sum(b.nbytes for b in self._free) > self.max_bytes:
+                self._free.pop(0)  # the oldest goes first
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free = []
+
+    @property
+    def pooled_bytes(self) -> int:
+        with self._lock:
+            return sum(b.nbytes for b in self._free)
+
+
+_POOL = _BufferPool(max_bytes=1 << 30)
+
+
+def release_workspace() -> None:
+    """Free the memory kept for reuse by earlier extractions."""
+    _POOL.clear()
+
+
+def set_workspace_limit(max_bytes: int) -> None:
+    """Keep at most ``max_bytes`` of released trace storage for reuse (0 = none)."""
+    _POOL.max_bytes = int(max_bytes)
+    if max_bytes <= 0:
+        _POOL.clear()
+
+
+def workspace_bytes() -> int:
+    """Bytes currently kept for reuse (not held by any live trace)."""
+    return _POOL.pooled_bytes
+
+
+PAD = 8
+"""Extra floats per row of a trace block: a constant 1 that folds the bias into the time
+loop's recurrent matmul, and padding that keeps rows 32-byte aligned."""
+
+
+def _row(hidden: int) -> int:
+    return 6 * hidden + PAD
+
+
+def _host_block(n_layers: int, steps: int, n: int, hidden: int) -> np.ndarray:
+    shape = (n_layers, steps, n, _row(hidden))
+    return _POOL.take(int(np.prod(shape))).reshape(shape)
+
+
+# --------------------------------------------------------------------------- inputs
+@dataclass
+class _Net:
+    """Weights of an nn.LSTM as the kernels need them (transposed views, summed bias)."""
+
+    w_cat_t: list[torch.Tensor]
+    """[W_ih, W_hh]^T: [F_l + H, 4H] (the recompute route's one matmul)."""
+    bias: list[torch.Tensor]
+    loop_w_ih: list[torch.Tensor]
+    """W_ih^T with the g columns doubled (see :func:`_loop_chunk`)."""
+    loop_w_hh: list[torch.Tensor]
+    """[W_hh^T; b] with the g columns doubled: [H + 1, 4H]."""
+    loop_bias: list[torch.Tensor]
+    num_layers: int
+    hidden: int
+    input_size: int
+    device: torch.device
+
+
+def _validate(lstm: nn.Module) -> None:
+    if not isinstance(lstm, nn.LSTM):
+        raise TypeError(f"expected a torch.nn.LSTM, got {type(lstm).__name__}")
+    if lstm.bidirectional:
+        raise ValueError("bidirectional LSTMs are not supported: gate traces assume one "
+                         "direction (build the model with bidirectional=False)")
+    if getattr(lstm, "proj_size", 0):
+        raise ValueError(f"LSTMs with projections (proj_size={lstm.proj_size}) are not "
+                         "supported: h would not equal o * tanh(c)")
+    dtype = lstm.weight_ih_l0.dtype
+    if dtype != torch.float32:
+        raise TypeError(f"gate traces need a float32 LSTM, this one is {dtype}")
+
+
+def _net(lstm: nn.LSTM) -> _Net:
+    _validate(lstm)
+    hidden = int(lstm.hidden_size)
+    w_cat, bias = [], []
+    loop_w_ih, loop_w_hh, loop_bias = [], [], []
+    for li in range(lstm.num_layers):
+        wi = getattr(lstm, f"weight_ih_l{li}").detach()
+        wh = getattr(lstm, f"weight_hh_l{li}").detach()
+        if lstm.bias:
+            b = getattr(lstm, f"bias_ih_l{li}").detach() + getattr(lstm, f"bias_hh_l{li}").detach()
+        else:
+            b = torch.zeros(4 * hidden, dtype=wi.dtype, device=wi.device)
+        w_cat.append(torch.cat([wi, wh], dim=1).t())
+        bias.append(b)
+        # tanh(z) = 2 sigmoid(2z) - 1: doubling is exact in floating point, so the g block
+        # can share one sigmoid with i, f, o (Sleef's tanh costs ~4x a sigmoid here)
+        two = torch.ones(4 * hidden, dtype=wi.dtype, device=wi.device)
+        two[2 * hidden:3 * hidden] = 2.0
+        loop_w_ih.append((wi * two[:, None]).t().contiguous())
+        loop_w_hh.append(torch.cat([wh * two[:, None], (b * two)[:, None]], dim=1).t()
+                         .contiguous())
+        loop_bias.append(b * two)
+    return _Net(w_cat, bias, loop_w_ih, loop_w_hh, loop_bias,
+                int(lstm.num_layers), hidden, int(lstm.input_size), lstm.weight_ih_l0.device)
+
+
+def _as_input(x: Any, net: _Net) -> torch.Tensor | np.ndarray:
+    """Check x is [N, T, F]; keep it where it is (chunks move to the device one at a time)."""
+    if isinstance(x, torch.Tensor):
+        arr: torch.Tensor | np.ndarray = x.detach()
+    else:
+        arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.ndim != 3:
+        raise ValueError(f"x must be [samples, time, features], got shape {tuple(arr.shape)}")
+    n, t, f = (int(s) for s in arr.shape)
+    if f != net.input_size:
+        raise ValueError(f"x has {f} features per step, the LSTM expects {net.input_size}")
+    if n == 0 or t == 0:
+        raise ValueError(f"x is empty (shape {tuple(arr.shape)})")
+    return arr
+
+
+def _as_hx(hx: HX, net: _Net, n: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    if hx is None:
+        return None
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise ValueError("hx must be a pair (h0, c0) like nn.LSTM's initial state")
+    want = (net.num_layers, n, net.hidden)
+    out = []
+    for name, v in zip(("h0", "c0"), hx, strict=True):
+        t = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else np.asarray(v))
+        if tuple(t.shape) != want:
+            raise ValueError(f"{name} must have shape (num_layers, N, hidden) = {want}, "
+                             f"got {tuple(t.shape)}")
+        out.append(t.to(device=net.device, dtype=torch.float32))
+    return out[0], out[1]
+
+
+def _chunk_to_device(x: torch.Tensor | np.ndarray, rows: slice, device: torch.device
+                     ) -> torch.Tensor:
+    part = x[rows]
+    if isinstance(part, np.ndarray):
+        part = torch.from_numpy(np.asarray(part, dtype=np.float32))
+    return part.to(device=device, dtype=torch.float32)
+
+
+# --------------------------------------------------------------------------- kernels
+def _loop_chunk(net: _Net, xc: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
+                block: torch.Tensor) -> None:
+    """Fill ``block [L, T, n, 6H + PAD]`` (rows of each step contiguous) by a time loop.
+
+    Step by step, and within a step layer by layer, so that layer l+1 reads the h that layer
+    l has just written while it is still in cache. Per layer and step: the input projection
+    (``mm``) and the recurrent part (``addmm_`` of ``[h_{t-1}, 1] [W_hh; b]``, the bias riding
+    on the constant-1 column) write the pre-gates in place; one sigmoid covers i, f, o and
+    the doubled g pre-activation, ``g = 2 s - 1`` recovers tanh; then c, and
+    ``h = o * (2 sigmoid(2 c) - 1)`` (= o * tanh(c)). Every identity used is exact in real
+    arithmetic; in float32 the trace stays within ~1e-7 of nn.LSTM.
+    """
+    hd = net.hidden
+    minus_one = torch.full((), -1.0, dtype=block.dtype, device=block.device)
+    block[:, :, :, 6 * hd] = 1.0  # the bias column
+    for t in range(xc.shape[1]):
+        for li in range(net.num_layers):
+            lay = block[li]
+            s = lay[t]
+            pre = s[:, :4 * hd]
+            inp = xc[:, t] if li == 0 else block[li - 1, t, :, 5 * hd:6 * hd]
+            if t:
+                torch.mm(inp, net.loop_w_ih[li], out=pre)
+                pre.addmm_(lay[t - 1, :, 5 * hd:6 * hd + 1], net.loop_w_hh[li])
+            else:
+                torch.addmm(net.loop_bias[li], inp, net.loop_w_ih[li], out=pre)
+                if h0 is not None:
+                    pre.addmm_(h0[li], net.loop_w_hh[li][:hd])
+            pre.sigmoid_()
+            g = s[:, 2 * hd:3 * hd]
+            torch.add(minus_one, g, alpha=2.0, out=g)
+            c = s[:, 4 * hd:5 * hd]
+            c_prev = lay[t - 1, :, 4 * hd:5 * hd] if t else (None if c0 is None else c0[li])
+            if c_prev is None:
+                torch.mul(s[:, :hd], g, out=c)
+            else:
+                torch.mul(s[:, hd:2 * hd], c_prev, out=c)
+                c.addcmul_(s[:, :hd], g)
+            h = s[:, 5 * hd:6 * hd]
+            torch.mul(c, 2.0, out=h)
+            h.sigmoid_()
+            torch.add(minus_one, h, alpha=2.0, out=h)
+            h.mul_(s[:, 3 * hd:4 * hd])
+
+
+class _Recompute:
+    """Per-layer nn.LSTM runs plus batched pre-gates; workspaces kept across chunks."""
+
+    def __init__(self, net: _Net, lstm: nn.LSTM) -> None:
+        self.net = net
+        self.layers = [_single_layer(lstm, li) for li in range(net.num_layers)]
+        self._ws: dict[tuple[int, str], torch.Tensor] = {}  # per worker thread
+
+    def _buf(self, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        numel = int(np.prod(shape))
+        key = (threading.get_ident(), name)
+        cur = self._ws.get(key)
+        if cur is None or cur.numel() < numel:
+            cur = torch.empty(numel, dtype=torch.float32, device=self.net.device)
+            self._ws[key] = cur
+        return cur[:numel].view(shape)
+
+    def __call__(self, xc: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
+                 block: torch.Tensor) -> float:
+        """Fill ``block``; return max |o * tanh(c) - h| over the chunk."""
+        net, hd = self.net, self.net.hidden
+        n, steps, _ = xc.shape
+        err = torch.zeros((), dtype=torch.float32, device=xc.device)  # no sync per step
+        inp = xc
+        for li in range(net.num_layers):
+            lay = block[li]
+            f_in = inp.shape[2]
+            state = None if h0 is None else (h0[li:li + 1].contiguous(),
+                                             c0[li:li + 1].contiguous())
+            out, _ = self.layers[li](inp, state)  # [n, T, H], nn.LSTM's own h
+            lay[:, :, 5 * hd:6 * hd].copy_(out.transpose(0, 1))
+            # [x_t, h_{t-1}] time-major, then one matmul for every pre-gate of the chunk
+            xh = self._buf("xh", (steps, n, f_in + hd))
+            xh[:, :, :f_in].copy_(inp.transpose(0, 1))
+            xh[1:, :, f_in:].copy_(out[:, :-1].transpose(0, 1))
+            if h0 is None:
+                xh[0, :, f_in:].zero_()
+            else:
+                xh[0, :, f_in:].copy_(h0[li])
+            pre = self._buf("pre", (steps, n, 4 * hd))
+            torch.addmm(net.bias[li], xh.view(steps * n, f_in + hd), net.w_cat_t[li],
+                        out=pre.view(steps * n, 4 * hd))
+            torch.sigmoid(pre[:, :, :2 * hd], out=lay[:, :, :2 * hd])
+            torch.tanh(pre[:, :, 2 * hd:3 * hd], out=lay[:, :, 2 * hd:3 * hd])
+            torch.sigmoid(pre[:, :, 3 * hd:], out=lay[:, :, 3 * hd:4 * hd])
+            tmp = self._buf("tmp", (n, hd))
+            for t in range(steps):
+                s = lay[t]
+                c = s[:, 4 * hd:5 * hd]
+                c_prev = lay[t - 1, :, 4 * hd:5 * hd] if t else (None if c0 is None else c0[li])
+                if c_prev is None:
+                    torch.mul(s[:, :hd], s[:, 2 * hd:3 * hd], out=c)
+                else:
+                    torch.mul(s[:, hd:2 * hd], c_prev, out=c)
+                    c.addcmul_(s[:, :hd], s[:, 2 * hd:3 * hd])
+                torch.tanh(c, out=tmp)
+                tmp.mul_(s[:, 3 * hd:4 * hd]).sub_(s[:, 5 * hd:6 * hd]).abs_()
+                # NaN on both sides (a NaN window) agrees; nn.LSTM's h is the reference
+                torch.maximum(err, tmp.nan_to_num_(nan=0.0).max(), out=err)
+            inp = out
+        return _finite_max_abs(err)
+
+
+def _single_layer(lstm: nn.LSTM, li: int) -> nn.LSTM:
+    """A one-layer nn.LSTM sharing layer ``li``'s weights (built on the meta device, so the
+    global random generator is not touched)."""
+    f_in = lstm.input_size if li == 0 else lstm.hidden_size
+    layer = nn.LSTM(f_in, lstm.hidden_size, 1, bias=lstm.bias, batch_first=True,
+                    device="meta")
+    layer = layer.to_empty(device=lstm.weight_ih_l0.device)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
+            getattr(layer, f"{name}_l0").copy_(getattr(lstm, f"{name}_l{li}"))
+    layer.flatten_parameters()
+    return layer.eval()
+
+
+def _finite_max_abs(d: torch.Tensor) -> float:
+    """max |d|, with NaN counted as infinitely wrong."""
+    if d.numel() == 0:
+        return 0.0
+    m = float(d.abs().max())
+    return float("inf") if m != m else m
+
+
+def _max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b|; positions where both are NaN agree, a NaN on one side only does not."""
+    d = (a - b).abs()
+    both = torch.isnan(a) & torch.isnan(b)
+    if bool(both.any()):
+        d = d.masked_fill(both, 0.0)
+    return _finite_max_abs(d)
+
+
+def _check_rows(n: int, k: int) -> torch.Tensor:
+    """``k`` row indices spread evenly over a chunk of ``n`` (so every tile is sampled)."""
+    if k >= n:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, k).round().long().unique()
+
+
+def _check_chunk(lstm: nn.LSTM, xc: torch.Tensor, h0: torch.Tensor | None,
+                 c0: torch.Tensor | None, block: torch.Tensor, k: int) -> float:
+    """Run nn.LSTM on ``k`` of the chunk's windows (all when ``k`` >= chunk); max |difference|
+    to the trace (last layer's h at every step, h_n and c_n of every layer)."""
+    hd = int(lstm.hidden_size)
+    n = xc.shape[0]
+    idx = None if k >= n else _check_rows(n, k).to(xc.device)
+    xk = xc if idx is None else xc.index_select(0, idx)
+    state = None
+    if h0 is not None and c0 is not None:
+        state = ((h0 if idx is None else h0.index_select(1, idx)).contiguous(),
+                 (c0 if idx is None else c0.index_select(1, idx)).contiguous())
+    was_training = lstm.training
+    lstm.eval()  # dropout between layers is a training-time thing
+    try:
+        if lstm.batch_first:
+            out, (h_n, c_n) = lstm(xk, state)
+        else:
+            out, (h_n, c_n) = lstm(xk.transpose(0, 1), state)
+            out = out.transpose(0, 1)
+    finally:
+        lstm.train(was_training)
+    sub = block if idx is None else block.index_select(2, idx)
+    err = _max_abs_diff(sub[-1, :, :, 5 * hd:6 * hd], out.transpose(0, 1))
+    err = max(err, _max_abs_diff(sub[:, -1, :, 5 * hd:6 * hd], h_n))
+    return max(err, _max_abs_diff(sub[:, -1, :, 4 * hd:5 * hd], c_n))
+
+
+# --------------------------------------------------------------------------- workers
+class _Job:
+    """Completion count and first error of a batch of tasks handed to the workers."""
+
+    def __init__(self, n: int) -> None:
+        self._left = n
+        self._cond = threading.Condition()
+        self.error: BaseException | None = None
+
+    def done(self, error: BaseException | None) -> None:
+        with self._cond:
+            self._left -= 1
+            if error is not None and self.error is None:
+                self.error = error
+            if self._left == 0:
+                self._cond.notify_all()
+
+    def wait(self) -> None:
+        with self._cond:
+            while self._left > 0:
+                self._cond.wait()
+
+
+class _Workers:
+    """Persistent threads that run torch ops with ONE intra-op thread each.
+
+    The time loop issues ~9 small ops per step; with torch's OpenMP pool each op is a
+    parallel region with a barrier, and on a busy machine every barrier waits for a
+    descheduled thread (measured: 5-20x slower than idle). Splitting the samples into tiles
+    worked on by k single-threaded workers has no barriers at all and uses the same cores.
+
+    ``torch.set_num_threads`` sets the calling thread's OpenMP/MKL thread count and the
+    process default that threads started later pick up; a worker sets 1 for itself, then
+    the caller sets the default back to its own count (what the default was, unless the
+    caller had changed its count itself). This happens once, when the pool grows.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks: queue.SimpleQueue[tuple[Callable[[], None], _Job]] = queue.SimpleQueue()
+        self._size = 0
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._tasks = queue.SimpleQueue()
+        self._size = 0
+
+    def _grow(self, k: int) -> None:
+        with self._lock:
+            if self._size >= k:
+                return
+            default = torch.get_num_threads()
+            ready = threading.Barrier(k - self._size + 1)
+            for _ in range(k - self._size):
+                threading.Thread(target=self._serve, args=(ready,), daemon=True,
+                                 name="pdmlens-gates").start()
+            ready.wait()
+            torch.set_num_threads(default)
+            self._size = k
+
+    def _serve(self, ready: threading.Barrier) -> None:
+        torch.get_num_threads()  # torch's lazy per-thread init happens first ...
+        torch.set_num_threads(1)  # ... so that this sticks for this thread
+        ready.wait()
+        while True:
+            fn, job = self._tasks.get()
+            try:
+                with torch.inference_mode():
+                    fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                job.done(exc)
+            else:
+                job.done(None)
+
+    def run(self, fns: Sequence[Callable[[], None]]) -> None:
+        """Run ``fns`` concurrently (one worker each); re-raise the first error."""
+        if not fns:
+            return
+        self._grow(len(fns))
+        job = _Job(len(fns))
+        for fn in fns:
+            self._tasks.put((fn, job))
+        job.wait()
+        if job.error is not None:
+            raise job.error
+
+
+_WORKERS = _Workers()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_WORKERS._reset_after_fork)
+
+
+# --------------------------------------------------------------------------- runner
+class _Runner:
+    """Computes one chunk after another into either a given host block (CPU) or a device
+    workspace that is then copied to the host."""
+
+    def __init__(self, lstm: nn.LSTM, x: Any, hx: HX, method: Method, check: Check,
+                 tol: float, check_samples: int, threads: int | None = None,
+                 tile: int = DEFAULT_TILE) -> None:
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if check not in (True, False, "full"):
+            raise ValueError(f"check must be True, False or 'full', got {check!r}")
+        self.lstm = lstm
+        self.net = _net(lstm)
+        self.x = _as_input(x, self.net)
+        self.n, self.steps = int(self.x.shape[0]), int(self.x.shape[1])
+        self.hx = _as_hx(hx, self.net, self.n)
+        self.method = method
+        self.check = check
+        self.tol = float(tol)
+        self.check_samples = max(int(check_samples), 1)
+        self.recompute = _Recompute(self.net, lstm) if method == "recompute" else None
+        self.on_cpu = self.net.device.type == "cpu"
+        self.threads = max(1, torch.get_num_threads()) if threads is None else max(1, threads)
+        if tile < 1:
+            raise ValueError(f"tile must be >= 1, got {tile}")
+        self.tile = int(tile)
+
+    def chunk(self, rows: slice, block: torch.Tensor) -> float:
+        """Fill ``block [L, T, n, 6H + PAD]`` (on the LSTM's device) for ``rows``; return the
+        check's error (0.0 when unchecked)."""
+        xc = _chunk_to_device(self.x, rows, self.net.device)
+        h0 = c0 = None
+        if self.hx is not None:
+            h0, c0 = self.hx[0][:, rows], self.hx[1][:, rows]
+        n = xc.shape[0]
+        k = n if self.check == "full" else min(self.check_samples, n)
+        errors = [0.0]
+
+        def check() -> None:
+            errors.append(_check_chunk(self.lstm, xc, h0, c0, block, k))
+
+        # tiles feed the CPU workers; an accelerator takes the whole chunk at once
+        tiles = _chunks(n, self.tile) if self.on_cpu else [slice(0, n)]
+        workers = min(self.threads, len(tiles))
+        if workers <= 1:
+            if self.recompute is not None:
+                errors.append(self.recompute(xc, h0, c0, block))
+            else:
+                for tl in tiles:
+                    _loop_chunk(self.net, xc[tl], _rows(h0, tl), _rows(c0, tl), block[:, :, tl])
+            if self.check:
+                check()
+        else:
+            _WORKERS.run([self._tiles_task(xc, h0, c0, block, tiles[w::workers], errors)
+                          for w in range(workers)])
+            if self.check:  # single-threaded like the tiles: no barriers on a busy CPU
+                _WORKERS.run([check])
+        err = max(errors)
+        if self.check and not err <= self.tol:
+            raise GateCheckError(
+                f"gate trace differs from nn.LSTM by {err:.3g} (> tol {self.tol:g}) on "
+                f"samples {rows.start}..{rows.stop - 1}"
+            )
+        return err
+
+    def _tiles_task(self, xc: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
+                    block: torch.Tensor, tiles: list[slice], errors: list[float]
+                    ) -> Callable[[], None]:
+        def task() -> None:
+            for tl in tiles:
+                args = (xc[tl], _rows(h0, tl), _rows(c0, tl), block[:, :, tl])
+                if self.recompute is not None:
+                    errors.append(self.recompute(*args))  # list.append is atomic
+                else:
+                    _loop_chunk(self.net, *args)
+        return task
+
+
+def _rows(state: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
+    return None if state is None else state[:, rows]
+
+
+def _chunks(n: int, chunk_size: int) -> list[slice]:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return [slice(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
+
+
+def extract_gates(
+    lstm: nn.LSTM,
+    x: torch.Tensor | np.ndarray,
+    hx: HX = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    *,
+    method: Method = "loop",
+    check: Check = True,
+    tol: float = DEFAULT_TOL,
+    check_samples: int = DEFAULT_CHECK_SAMPLES,
+    threads: int | None = None,
+    tile: int = DEFAULT_TILE,
+    progress: Progress = None,
+) -> GateTrace:
+    """The full gate trace of ``lstm`` on windows ``x [N, T, F]``.
+
+    ``hx=(h0, c0)``, each [num_layers, N, H], is the initial state as nn.LSTM takes it
+    (zeros when None). Works on the LSTM's device; the trace is always on the host (numpy).
+    ``check``: True compares ``check_samples`` windows of every chunk (spread evenly over
+    it) with nn.LSTM, "full" every window, False none; a difference above ``tol`` raises
+    :class:`GateCheckError`. ``progress(done, total)`` is called after each chunk.
+
+    On a CPU each chunk is split into tiles of ``tile`` samples computed by ``threads``
+    single-threaded workers (default ``torch.get_num_threads()``; 1 = in the calling thread).
+    """
+    run = _Runner(lstm, x, hx, method, check, tol, check_samples, threads, tile)
+    net = run.net
+    slices = _chunks(run.n, chunk_size)
+    host = _host_block(net.num_layers, run.steps, run.n, net.hidden)
+    host_t = torch.from_numpy(host)
+    dev_ws = None if run.on_cpu else torch.empty(
+        (net.num_layers, run.steps, min(chunk_size, run.n), _row(net.hidden)),
+        dtype=torch.float32, device=net.device)
+    err = 0.0
+    with torch.inference_mode():
+        for ci, rows in enumerate(slices):
+            if dev_ws is None:
+                err = max(err, run.chunk(rows, host_t[:, :, rows]))
+            else:
+                ws = dev_ws[:, :, :rows.stop - rows.start]
+                err = max(err, run.chunk(rows, ws))
+                host_t[:, :, rows].copy_(ws)
+            log.debug("gates: chunk %d/%d (samples %d..%d)", ci + 1, len(slices),
+                      rows.start, rows.stop - 1)
+            if progress is not None:
+                progress(rows.stop, run.n)
+    trace = _trace_from_block(host, net.hidden, err)
+    trace.meta.update(method=method, check=check, chunk_size=int(chunk_size))
+    return trace
+
+
+def iter_gate_chunks(
+    lstm: nn.LSTM,
+    x: torch.Tensor | np.ndarray,
+    hx: HX = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    *,
+    method: Method = "loop",
+    check: Check = True,
+    tol: float = DEFAULT_TOL,
+    check_samples: int = DEFAULT_CHECK_SAMPLES,
+    threads: int | None = None,
+    tile: int = DEFAULT_TILE,
+    copy: bool = False,
+) -> Iterator[tuple[slice, GateTrace]]:
+    """Yield ``(rows, trace_of_rows)`` chunk by chunk, for any number of windows.
+
+    ``x`` may be anything sliceable along its first axis to [n, T, F] (a tensor, an array,
+    an ``np.memmap``). The yielded traces view one reused workspace: they are valid until
+    the next chunk is requested, unless ``copy=True`` (each then owns its memory). Other
+    arguments as in :func:`extract_gates`.
+    """
+    run = _Runner(lstm, x, hx, method, check, tol, check_samples, threads, tile)
+    net = run.net
+    size = min(int(chunk_size), run.n)
+    slices = _chunks(run.n, chunk_size)
+    host = _host_block(net.num_layers, run.steps, size, net.hidden)
+    host_t = torch.from_numpy(host)
+    dev_ws = None if run.on_cpu else torch.empty(
+        (net.num_layers, run.steps, size, _row(net.hidden)), dtype=torch.float32,
+        device=net.device)
+    for rows in slices:
+        m = rows.stop - rows.start
+        with torch.inference_mode():
+            if dev_ws is None:
+                err = run.chunk(rows, host_t[:, :, :m])
+            else:
+                err = run.chunk(rows, dev_ws[:, :, :m])
+                host_t[:, :, :m].copy_(dev_ws[:, :, :m])
+        trace = _trace_from_block(host[:, :, :m], net.hidden, err)
+        trace.meta.update(method=method, check=check, chunk_size=int(chunk_size))
+        yield rows, (trace.contiguous() if copy else trace)
+
+
+# --------------------------------------------------------------------------- summaries
+@dataclass
+class GateSummary:
+    """Per-sample reductions of a gate trace, built chunk by chunk.
+
+    ``last[l][k]`` is [N, H]: state ``k`` (c or h) of layer ``l`` at the last step.
+    ``mean[l][k]`` is [N, H]: the time-mean of gate ``k`` (i, f, g, o) of layer ``l``.
+    ``saturation`` is the per-unit saturation table (see :mod:`pdmlens.explain.saturation`).
+    """
+
+    last: list[dict[str, np.ndarray]]
+    mean: list[dict[str, np.ndarray]]
+    saturation: pd.DataFrame
+    max_abs_error: float
+    num_layers: int
+    hidden_size: int
+
+
+def gate_summaries(
+    lstm: nn.LSTM,
+    x: torch.Tensor | np.ndarray,
+    hx: HX = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    *,
+    method: Method = "loop",
+    check: Check = True,
+    tol: float = DEFAULT_TOL,
+    check_samples: int = DEFAULT_CHECK_SAMPLES,
+    threads: int | None = None,
+    tile: int = DEFAULT_TILE,
+    low: float = 0.1,
+    high: float = 0.9,
+    saturation_gates: Sequence[str] = ("i", "f", "o"),
+    progress: Progress = None,
+) -> GateSummary:
+    """Last-step states, time-pooled gate means and saturation counts without keeping the
+    full trace: memory is O(N H) plus one chunk's trace."""
+    from pdmlens.explain.saturation import SaturationCounter
+
+    counter = SaturationCounter(low=low, high=high, gates=saturation_gates)
+    last: list[dict[str, np.ndarray]] | None = None
+    mean: list[dict[str, np.ndarray]] | None = None
+    err = 0.0
+    n_total = None
+    for rows, trace in iter_gate_chunks(lstm, x, hx, chunk_size, method=method, check=check,
+                                        tol=tol, check_samples=check_samples, threads=threads,
+                                        tile=tile):
+        if last is None or mean is None:
+            n_total = len(x)
+            shape = (n_total, trace.hidden_size)
+            last = [{k: np.empty(shape, np.float32) for k in ("c", "h")}
+                    for _ in range(trace.num_layers)]
+            mean = [{k: np.empty(shape, np.float32) for k in GATES}
+                    for _ in range(trace.num_layers)]
+        for li, layer in enumerate(trace.layers):
+            for k in ("c", "h"):
+                last[li][k][rows] = layer[k][:, -1]
+            for k in GATES:
+                # time-major storage: sum over the time axis of the underlying block
+                mean[li][k][rows] = torch.from_numpy(layer[k]).mean(dim=1).numpy()
+        counter.update(trace)
+        err = max(err, trace.max_abs_error)
+        if progress is not None and n_total is not None:
+            progress(rows.stop, n_total)
+    assert last is not None and mean is not None  # x is not empty (checked by the runner)
+    return GateSummary(last, mean, counter.frame(), err, len(last),
+                       int(last[0]["h"].shape[1]))
