@@ -283,3 +283,137 @@ def simulate_cmd(
     for (name, fleet), dest in zip(splits.items(), (train_path, test_path), strict=False):
         fleet.to_parquet(dest)
         typer.echo(f"{name}: {len(fleet.units)} units, {fleet.n_rows} rows -> {dest}")
+
+
+# ----------------------------------------------------------------------------- pipeline
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    """Progress (library and Prefect logs) to stderr, so stdout can carry JSON alone."""
+    import sys
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
+                                           "%H:%M:%S"))
+    root = logging.getLogger("pdmlens")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def _print_run(s: dict[str, Any]) -> None:
+    """The human summary of a run: where it is, how the models did, what explains them."""
+    key = "rmse" if "rmse" in s["lstm"] else "f1"
+    typer.echo(f"\npdmlens run on {s['dataset']} (evaluated on {s['evaluated_on']} units)")
+    typer.echo(f"  MLflow run   {s['mlflow_run_id']}  experiment '{s['experiment']}'")
+    cols = [c for c in ("rmse", "mae", "score", "f1", "roc_auc", "pr_auc", "train_seconds")
+            if c in s["lstm"]]
+    typer.echo("\n  " + f"{'model':15s}" + "".join(f"{c:>14s}" for c in cols))
+    for m in ("lstm", "forest"):
+        vals = "".join(f"{s[m].get(c, float('nan')):>14.2f}" for c in cols)
+        typer.echo(f"  {m:15s}{vals}")
+    lstm_v, forest_v = s["lstm"].get(key), s["forest"].get(key)
+    if lstm_v is not None and forest_v is not None:
+        lstm_wins = lstm_v < forest_v if key == "rmse" else lstm_v > forest_v
+        typer.echo(f"  -> the {'LSTM' if lstm_wins else 'random forest'} is more accurate "
+                   f"on {key.upper()}")
+    e = s.get("explain") or {}
+    if e:
+        typer.echo("\n  explanations (SHAP)")
+        typer.echo(f"    top sensors, LSTM:   {', '.join(e.get('top_sensors_lstm') or [])}")
+        typer.echo(f"    top sensors, forest: {', '.join(e.get('top_sensors_forest') or [])}")
+        typer.echo(f"    agreement (Spearman) {e.get('agreement_spearman', float('nan')):.2f}, "
+                   f"top-k overlap {e.get('agreement_top_k_overlap', float('nan')):.2f}")
+        for k, v in e.items():
+            if k.endswith("precision_at_k"):
+                typer.echo(f"    {k.replace('_', ' ')} (true fault sensors): {v:.2f}")
+    if s.get("signatures"):
+        typer.echo(f"\n  signatures: {s['signatures']['sentence']}")
+    for r in s.get("registered", []):
+        typer.echo(f"  registered {r['name']} v{r['version']}"
+                   + (" (champion)" if r["champion"] else f" ({r['reason']})"))
+    if any(s.get("cached", {}).values()):
+        typer.echo(f"  reused cached data: {', '.join(k for k, v in s['cached'].items() if v)}")
+    typer.echo("\n  where to look")
+    typer.echo(f"    report      {s['report']}")
+    typer.echo(f"    MLflow UI   {s['mlflow_url']}   (start it with: pdmlens ui)")
+    typer.echo(f"    took        {s['seconds_total']:.0f} s")
+
+
+@app.command("run")
+@guarded
+def run_cmd(
+    config: Annotated[Path | None, typer.Option(help="run config YAML (default: built-in "
+                                                "defaults, the simulated fleet)")] = None,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a config key, e.g. --set data.source=cmapss "
+        "--set data.path=DIR --set data.subset=FD001 --set seed=1")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON only "
+                                          "(progress goes to stderr)")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run the whole pipeline once: ingest, train both models, evaluate, explain, profile
+    the LSTM's signatures, and record everything in MLflow."""
+    _log_to_stderr(verbose)
+    try:
+        cfg = load_config(config, set_ or [])
+    except (ValueError, OSError) as exc:
+        raise fail(f"bad configuration: {exc}") from None
+    from pipelines.run import run_pipeline
+
+    try:
+        summary = run_pipeline(cfg)
+    except DataValidationError:
+        raise
+    except Exception as exc:
+        raise fail(f"the run failed: {type(exc).__name__}: {exc} (its MLflow runs are marked "
+                   "FAILED and no model was registered)", code=1) from None
+    if as_json:
+        typer.echo(json.dumps(summary, default=str))
+    else:
+        _print_run(summary)
+
+
+@app.command("ui")
+def ui_cmd(
+    port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
+    config: Annotated[Path | None, typer.Option(help="run config YAML (tracking section)")]
+    = None,
+) -> None:
+    """Start the MLflow UI on 127.0.0.1 over the local store (or the configured one)."""
+    import subprocess
+    import sys
+
+    from pdmlens.tracking import resolve_artifact_root, resolve_tracking_uri
+
+    cfg = load_config(config)
+    uri = resolve_tracking_uri(cfg.tracking)
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", uri]
+    root = resolve_artifact_root(uri, cfg.tracking)
+    if root:
+        cmd += ["--default-artifact-root", root]
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops)", err=True)
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command("serve")
+def serve_cmd(
+    cron: Annotated[str, typer.Option(help="cron schedule, e.g. '0 2 * * *' (02:00 daily)")],
+    config: Annotated[Path | None, typer.Option(help="run config YAML")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key")]
+    = None,
+    name: Annotated[str, typer.Option(help="deployment name")] = "scheduled",
+    port: Annotated[int, typer.Option(help="port of the local Prefect server started when "
+                                      "PREFECT_API_URL is unset")] = 4200,
+    run_now: Annotated[bool, typer.Option("--run-now", help="also start one run now")] = False,
+) -> None:
+    """Serve the pipeline as a scheduled Prefect deployment (blocks; Ctrl-C stops)."""
+    _log_to_stderr(False)
+    try:
+        cfg = load_config(config, set_ or [])
+    except (ValueError, OSError) as exc:
+        raise fail(f"bad configuration: {exc}") from None
+    from pipelines.run import serve
+
+    serve(cfg, cron, name=name, port=port, run_once=run_now)

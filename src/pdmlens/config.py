@@ -303,8 +303,19 @@ class TrackingConfig(_Frozen):
 
 class PipelineConfig(_Frozen):
     task_runner: Literal["threads", "dask"] = "threads"
+    """threads: tasks run in a thread pool in the flow's process; dask: on a Dask cluster
+    (``dask_address``; none: a local cluster), needs ``pip install -e '.[dask]'``."""
     dask_address: str | None = None
+    max_workers: int = 4
+    """threads of the thread pool (independent steps, e.g. the two models, run together)."""
     work_dir: str = "data/runs"
+    """each run's step outputs go to ``<work_dir>/<run name>/``."""
+    cache_dir: str = "data/cache"
+    """ingested and prepared data, content-addressed (``<cache_dir>/ingest/<key>/``)."""
+    cache: bool = True
+    """reuse ingest/prepare results whose inputs and config are unchanged."""
+    retries: int = 2
+    """retries (with exponential backoff) of I/O tasks: reading sources, logging to MLflow."""
 
 
 class RunConfig(_Frozen):

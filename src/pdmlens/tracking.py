@@ -481,6 +481,27 @@ class Tracker:
         """A local file or folder, under the folder ``artifact_path`` of the run."""
         self.client.log_artifact(run_id, str(local), artifact_path)
 
+    def log_step(
+        self,
+        run_id: str,
+        metrics: Mapping[str, Any] | None = None,
+        files: Mapping[str, str] | None = None,
+        prefix: str = "",
+    ) -> None:
+        """A pipeline step's outputs: ``metrics`` (keys prefixed) in one batch, and every
+        local file of ``files`` (artifact path -> local path, e.g. ``figures/x.png``)."""
+        if metrics:
+            self.log_metrics(run_id, {f"{prefix}{k}": v for k, v in metrics.items()})
+        for artifact, local in (files or {}).items():
+            self.log_artifact_file(run_id, local, _parent_or_none(Path(artifact)))
+
+    def run_url(self, run_id: str, ui: str = "http://127.0.0.1:5000") -> str:
+        """Where the run shows in the MLflow UI: the tracking server's own address, or
+        ``ui`` (what ``pdmlens ui`` serves) for a local store."""
+        run = self.client.get_run(run_id)
+        base = self.uri if self.uri.startswith(("http://", "https://")) else ui
+        return f"{base.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run_id}"
+
     def log_html(self, run_id: str, html: str, path: str = "report.html") -> None:
         """A self-contained HTML page (the MLflow UI shows it in a sandboxed frame)."""
         self.client.log_text(run_id, html, path)

@@ -1,0 +1,196 @@
+"""The story of one pipeline run: the HTML report and the headline summary.
+
+Built from the steps' outputs (:class:`pdmlens.steps.StepOutput`), so it needs nothing but
+the files the steps wrote. The summary is what ``pdmlens run`` prints (and ``--json``
+returns), what the Prefect markdown artifact shows and what the report's header cards say.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pdmlens.report.html import EXPLAIN, Section, render_report
+from pdmlens.steps import StepOutput
+
+STEPS = ("ingest", "prepare", "train_lstm", "train_forest", "evaluate", "explain", "signatures")
+
+
+def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
+    """Headline numbers of a run: data, both models' test metrics side by side,
+    explanation and signature headlines, and the time each step took."""
+    ing, prep = outputs["ingest"].info, outputs["prepare"].info
+    ev = outputs["evaluate"]
+    out: dict[str, Any] = {
+        "dataset": ing["dataset"],
+        "dataset_hash": ing["hash"],
+        "data": {"train_units": prep["train_units"], "val_units": prep["val_units"],
+                 "test_units": prep["test_units"], "features": len(prep["features"]),
+                 "dropped_sensors": prep["dropped_sensors"]},
+        "evaluated_on": ev.info["split"],
+    }
+    for model in ("lstm", "forest"):
+        prefix = f"{model}_test_"
+        out[model] = {k[len(prefix):]: v for k, v in ev.metrics.items()
+                      if k.startswith(prefix) and not k.startswith(prefix + "all_")}
+    out["lstm"]["train_seconds"] = outputs["train_lstm"].metrics.get("train_seconds")
+    out["forest"]["train_seconds"] = outputs["train_forest"].metrics.get("train_seconds")
+    if "explain" in outputs:
+        ex = outputs["explain"]
+        out["explain"] = {
+            "top_sensors_lstm": ex.info.get("top_sensors_lstm"),
+            "top_sensors_forest": ex.info.get("top_sensors_forest"),
+            "agreement_spearman": ex.metrics.get("agreement_spearman"),
+            "agreement_top_k_overlap": ex.metrics.get("agreement_top_k_overlap"),
+            "gate_max_abs_error": ex.metrics.get("gate_max_abs_error"),
+            **{k: v for k, v in ex.metrics.items()
+               if k.endswith("precision_at_k") or "deletion_ratio" in k},
+        }
+    if "signatures" in outputs:
+        sg = outputs["signatures"]
+        out["signatures"] = {"first_separating_layer": sg.info["first_separating_layer"],
+                             "sentence": sg.info["sentence"],
+                             "clusters": sg.info["clusters"]}
+    out["seconds"] = {name: round(o.seconds, 2) for name, o in outputs.items()}
+    return out
+
+
+def _png(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def _figs(out: StepOutput, *names: str) -> list[tuple[str, bytes]]:
+    figs = []
+    for name in names:
+        for key, path in out.figures.items():
+            if Path(key).stem == name and Path(path).is_file():
+                figs.append(("", _png(path)))
+    return figs
+
+
+def _fmt(v: Any, digits: int = 2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
+                 footer: str = "") -> str:
+    """The self-contained HTML page telling the whole run to a non-programmer."""
+    s = summary(outputs)
+    ev = outputs["evaluate"]
+    key = ev.info["key"]
+    lstm_v, forest_v = s["lstm"].get(key), s["forest"].get(key)
+    unit = "cycles" if key == "rmse" else ""
+    better = None
+    if lstm_v is not None and forest_v is not None:
+        lstm_wins = lstm_v < forest_v if key == "rmse" else lstm_v > forest_v
+        better = "LSTM" if lstm_wins else "random forest"
+    d = s["data"]
+    sections = [Section(
+        "The data",
+        text=(f"Dataset **{s['dataset']}**: {d['train_units']} machines to learn from, "
+              f"{d['val_units']} held back to check training, {d['test_units']} to test on "
+              f"(none: the checking machines are used). {d['features']} sensor channels feed "
+              f"the models" + (f"; sensors that never change were left out: "
+                               f"{', '.join(d['dropped_sensors'])}." if d["dropped_sensors"]
+                               else ".")).replace("**", ""),
+        metrics={"machines (train)": d["train_units"], "machines (test)": d["test_units"],
+                 "sensor channels": d["features"]},
+    )]
+    model_table = pd.DataFrame({m: s[m] for m in ("lstm", "forest")}).T
+    keep = [c for c in ("rmse", "mae", "score", "bias", "rmse_uncapped", "f1", "precision",
+                        "recall", "roc_auc", "pr_auc", "train_seconds") if c in model_table]
+    verdict = (f"On these test machines the {better} is the more accurate model "
+               f"({key.upper()} {_fmt(lstm_v)} for the LSTM, {_fmt(forest_v)} for the random "
+               f"forest{', in ' + unit if unit else ''}).") if better else ""
+    sections.append(Section(
+        "How accurate are the models?",
+        text=verdict + "\n\n" + EXPLAIN["predictions"],
+        figures=_figs(ev, "predicted_vs_true_lstm", "predicted_vs_true_forest",
+                      "rul_trajectories"),
+        tables=[("Test metrics, last cycle of each test machine", model_table[keep])],
+        metrics={f"LSTM {key.upper()}": lstm_v, f"forest {key.upper()}": forest_v},
+    ))
+    sections.append(Section("How the LSTM learned", text=EXPLAIN["training"],
+                            figures=_figs(outputs["train_lstm"], "learning_curves")))
+    if "explain" in outputs:
+        ex = outputs["explain"]
+        imp = pd.DataFrame(ex.info.get("importance", []))
+        top_l = ", ".join(ex.info.get("top_sensors_lstm") or [])
+        top_f = ", ".join(ex.info.get("top_sensors_forest") or [])
+        sections.append(Section(
+            "Which sensors drive the predictions?",
+            text=(f"Most important for the LSTM: {top_l}. For the random forest: {top_f}."
+                  "\n\n" + EXPLAIN["sensor_importance"] +
+                  "\n\nIn the dot charts each dot is one moment of one machine; its colour is "
+                  "the sensor's reading (red high, blue low) and its position how far that "
+                  "reading pushed the predicted remaining life up (right) or down (left)."),
+            figures=_figs(ex, "shap_summary_lstm", "shap_summary_forest", "shap_time_heatmap"),
+        ))
+        gt = pd.DataFrame(ex.info.get("groundtruth", []))
+        gt_text = ""
+        if len(gt):
+            gt_text = ("\n\nThis data comes with the truth: which sensors each fault really "
+                       "drives. 'precision' is the share of each model's top-ranked sensors that "
+                       "are truly affected (1.0 = all of them).")
+        sections.append(Section(
+            "Do the two models agree, and are the explanations honest?",
+            text=EXPLAIN["agreement"] + "\n\n" + EXPLAIN["faithfulness"] + gt_text,
+            figures=_figs(ex, "agreement", "deletion"),
+            tables=[t for t in (("Sensor importance (mean |SHAP|) and rank", imp),
+                                ("Precision of the top sensors against the true fault sensors",
+                                 gt)) if len(t[1])],
+            metrics={"rank agreement": ex.metrics.get("agreement_spearman"),
+                     "top-k overlap": ex.metrics.get("agreement_top_k_overlap")},
+        ))
+        sat = pd.DataFrame(ex.info.get("saturation", []))
+        sections.append(Section(
+            "Inside the LSTM: gates", text=EXPLAIN["gates"] + (
+                f"\n\nThe gate values were recomputed from the network's weights and match "
+                f"the network's own output to {ex.metrics.get('gate_max_abs_error', 0):.1e}."),
+            figures=_figs(ex, "gates_near_failure", "gates_healthy", "gate_saturation"),
+            tables=[("Saturation per layer and gate", sat)] if len(sat) else [],
+        ))
+    if "signatures" in outputs:
+        sg = outputs["signatures"]
+        sections.append(Section(
+            "Activation signatures: which layer tells health stages apart?",
+            text=(sg.info["sentence"] + ".\n\n" + EXPLAIN["signatures"] + "\n\n" +
+                  "\n".join(f"- {c}" for c in sg.info.get("clusters", []))),
+            figures=_figs(sg, "layer_separation", "signature_projection", "unit_selectivity"),
+        ))
+        sections.append(Section("Novelty: does the model see unfamiliar data?",
+                                text=EXPLAIN["novelty"] + " Here the validation machines set "
+                                "the threshold and the test machines are scored against it.",
+                                figures=_figs(sg, "novelty")))
+    secs = pd.DataFrame({"step": list(s["seconds"]), "seconds": list(s["seconds"].values())})
+    sections.append(Section("Run details", text="Time each step took.", tables=[secs]))
+    headline = {f"LSTM {key.upper()}": lstm_v, f"forest {key.upper()}": forest_v}
+    if "explain" in outputs:
+        headline["models agree (rank corr.)"] = outputs["explain"].metrics.get(
+            "agreement_spearman")
+    if "signatures" in outputs:
+        headline["first separating layer"] = outputs["signatures"].info["first_separating_layer"]
+    return render_report(sections, title=title, subtitle=subtitle, headline=headline,
+                         footer=footer)
+
+
+def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
+    """The run's headline as Markdown (the Prefect artifact)."""
+    lines = [f"# pdmlens run on {s['dataset']}", ""]
+    if mlflow_url:
+        lines += [f"MLflow run: [{mlflow_url}]({mlflow_url})", ""]
+    keys = [k for k in ("rmse", "mae", "score", "f1", "roc_auc", "train_seconds")
+            if k in s["lstm"]]
+    lines += ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for m in ("lstm", "forest"):
+        lines.append(f"| {m} | " + " | ".join(_fmt(s[m].get(k)) for k in keys) + " |")
+    if "explain" in s:
+        e = s["explain"]
+        lines += ["", f"Top sensors (LSTM): {', '.join(e.get('top_sensors_lstm') or [])}",
+                  f"Top sensors (forest): {', '.join(e.get('top_sensors_forest') or [])}",
+                  f"Agreement (Spearman): {_fmt(e.get('agreement_spearman'))}"]
+    if "signatures" in s:
+        lines += ["", s["signatures"]["sentence"]]
+    return "\n".join(lines) + "\n"
