@@ -132,12 +132,13 @@ def horizon_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> d
     t0 = time.perf_counter()
     lstm = LSTMEstimator.from_config(cfg, task="horizon").fit(train, val)
     out["lstm"] = {"train_seconds": time.perf_counter() - t0,
-                   **metrics.evaluate_horizon(lstm.predict, proto)}
+                   **metrics.evaluate_horizon(lstm.predict, proto, lstm.threshold_)}
     if not a.skip_forest:
         t0 = time.perf_counter()
         forest = ForestEstimator.from_config(cfg, task="horizon").fit(train, val)
         out["forest"] = {"train_seconds": time.perf_counter() - t0,
-                         **metrics.evaluate_horizon(forest.predict, proto)}
+                         **metrics.evaluate_horizon(forest.predict, proto,
+                                                  forest.threshold_)}
     return out
 
 

@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from explain_shap import add_arguments as add_shap_arguments
 from explain_shap import shap_section
+from torch import nn
+
 from pdmlens.explain.gates import DEFAULT_CHUNK, extract_gates
 
 

@@ -51,18 +51,22 @@ def _io(name: str, retries: int = 2):
 
 
 def _cache_key(kind: str):
-    """Prefect cache key: the step's content key, when its folder is still complete
-    (otherwise no key: the task runs and rebuilds the folder)."""
+    """Prefect cache key: the step's content key (None, no caching, when caching is off)."""
 
     def key_fn(context, parameters: dict[str, Any]) -> str | None:  # noqa: ANN001
         if not parameters.get("use_cache", True):
             return None
-        out = Path(parameters["out_dir"])
-        if not (out / steps.OUTPUT_FILE).is_file():
-            return None
         return f"pdmlens-{kind}-{parameters['key']}"
 
     return key_fn
+
+
+def _cached(task_fn, out_dir: Path, cache_root: Path, use_cache: bool):
+    """The task with its results kept beside the cached folders, and its cache refreshed
+    when the folder a cached result points to is gone or incomplete."""
+    complete = (out_dir / steps.OUTPUT_FILE).is_file()
+    return task_fn.with_options(result_storage=cache_root / "prefect-results",
+                                refresh_cache=use_cache and not complete)
 
 
 # ----------------------------------------------------------------------------- tasks
@@ -71,16 +75,12 @@ def _cache_key(kind: str):
 @task(name="ingest", cache_key_fn=_cache_key("ingest"), persist_result=True,
       retries=2, retry_delay_seconds=exponential_backoff(2), retry_condition_fn=_retry_io)
 def ingest_task(cfg: RunConfig, key: str, out_dir: str, use_cache: bool = True) -> dict:
-    if use_cache and (Path(out_dir) / steps.OUTPUT_FILE).is_file():
-        return vars(StepOutput.load(out_dir))  # folder complete, Prefect's record lost
     return vars(steps.ingest(cfg, out_dir))
 
 
 @task(name="prepare", cache_key_fn=_cache_key("prepare"), persist_result=True)
 def prepare_task(cfg: RunConfig, ingest_dir: str, key: str, out_dir: str,
                  use_cache: bool = True) -> dict:
-    if use_cache and (Path(out_dir) / steps.OUTPUT_FILE).is_file():
-        return vars(StepOutput.load(out_dir))
     return vars(steps.prepare(cfg, ingest_dir, out_dir))
 
 
@@ -191,11 +191,14 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     cache = Path(pc.cache_dir)
 
     ikey = steps.ingest_key(cfg)
-    ing_fut = ingest_task.with_options(retries=pc.retries).submit(
-        cfg, ikey, str(cache / "ingest" / ikey), pc.cache)
+    ing_dir = cache / "ingest" / ikey
+    ing_fut = _cached(ingest_task, ing_dir, cache, pc.cache).with_options(
+        retries=pc.retries).submit(cfg, ikey, str(ing_dir), pc.cache)
     ing = ing_fut.result()
     pkey = steps.prepare_key(cfg, ikey)
-    prep_fut = prepare_task.submit(cfg, ing["dir"], pkey, str(cache / "prepare" / pkey), pc.cache)
+    prep_dir = cache / "prepare" / pkey
+    prep_fut = _cached(prepare_task, prep_dir, cache, pc.cache).submit(
+        cfg, ing["dir"], pkey, str(prep_dir), pc.cache)
     prep = prep_fut.result()
     cached = {"ingest": ing_fut.state.name == "Cached",
               "prepare": prep_fut.state.name == "Cached"}

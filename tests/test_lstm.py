@@ -12,6 +12,7 @@ import torch
 from pdmlens.config import RunConfig
 from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
+from pdmlens.models import metrics as M
 from pdmlens.models.lstm import LSTMEstimator, LSTMNet
 
 FEATURES = ["sensor_a", "sensor_b"]
@@ -169,7 +170,11 @@ def test_horizon_task_gives_probabilities():
     proba = est.predict_proba(val)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(proba[:, 1], p)
-    np.testing.assert_array_equal(est.predict_label(val), (p >= 0.5).astype(int))
+    # the decision threshold is the best-F1 one on the validation units
+    assert est.threshold_ == M.best_f1_threshold(p, val.window_targets > 0.5)
+    np.testing.assert_array_equal(est.predict_label(val), (p >= est.threshold_).astype(int))
+    fixed = _small(task="horizon", epochs=1, threshold=0.5).fit(train, val)
+    assert fixed.threshold_ == 0.5
     with pytest.raises(ValueError):
         _small().fit(*_data()).predict_proba(val)
 

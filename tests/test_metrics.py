@@ -107,3 +107,16 @@ def test_evaluate_rul_last_and_all_windows():
     # unit 1 (truth 6, 5)
     assert out["all"]["n"] == 3 + 2
     assert out["all"]["mae"] == pytest.approx((25 * 3 + 94 + 95) / 5)
+
+
+def test_best_f1_threshold_by_hand() -> None:
+    from pdmlens.models.metrics import best_f1_threshold
+
+    # sorted: 0.9(1) 0.8(1) 0.6(0) 0.4(1) 0.1(0); F1 at top-2 = 2*2/(2+3) = 0.8,
+    # top-4 = 2*3/(4+3) = 0.857 -> threshold between 0.4 and 0.1
+    prob = [0.1, 0.4, 0.6, 0.8, 0.9]
+    label = [0, 1, 0, 1, 1]
+    assert best_f1_threshold(prob, label) == pytest.approx(0.25)
+    assert best_f1_threshold([0.2, 0.3], [0, 0]) == 0.5  # one class: the default
+    # ties are never split
+    assert best_f1_threshold([0.5, 0.5, 0.1], [1, 0, 0]) == pytest.approx(0.3)

@@ -314,7 +314,7 @@ def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
         else:
             proto = M.last_full_windows(data.frame(split), data.features, cfg.window.length,
                                         data.horizon_col)
-            ev = M.evaluate_horizon(est.predict, proto if len(proto) else last)
+            ev = M.evaluate_horizon(est.predict, proto if len(proto) else last, est.threshold_)
             metrics.update({f"{name}_test_{k}": v for k, v in ev.items()})
     if cfg.model.task == "rul":
         truth = last.window_targets
@@ -495,10 +495,20 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
 
 
 def signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
-               out_dir: str | Path, max_train: int = 4000) -> StepOutput:
+               out_dir: str | Path, max_windows: int = 2000) -> StepOutput:
     """Per-layer activation signatures: clusters against health stages, the first layer
     that separates them, stage-selective units, and novelty of the evaluated windows
-    against the validation units."""
+    against the validation units. At most ``max_windows`` windows per split (a seeded
+    sample) are profiled; k-means runs single-threaded, which on a small shared CPU is
+    many times faster than fighting the other steps for cores."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _signatures(cfg, prepared_dir, lstm_dir, out_dir, max_windows)
+
+
+def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
+                out_dir: str | Path, max_train: int) -> StepOutput:
     from pdmlens.explain.gates import extract_gates
     from pdmlens.models.lstm import LSTMEstimator
     from pdmlens.report import signature_plots as SP
@@ -528,7 +538,7 @@ def signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     test = data.windows(split, cfg.window, rul_target)
     tr_idx = _sample(len(train), max_train, cfg.seed)
     va_idx = _sample(len(val), max_train, cfg.seed + 1)
-    te_idx = _sample(len(test), max_train * 2, cfg.seed + 2)
+    te_idx = _sample(len(test), max_train, cfg.seed + 2)
 
     def sigs(ds: WindowDataset, idx: np.ndarray) -> dict[Any, np.ndarray]:
         x = ds.batch(idx)[0].copy()

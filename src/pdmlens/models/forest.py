@@ -65,7 +65,7 @@ class ForestEstimator(BaseEstimator):
         stride: int = 1,
         seed: int = 0,
         n_jobs: int | None = None,
-        threshold: float = 0.5,
+        threshold: float | None = None,
         batch_size: int = 4096,
     ) -> None:
         self.task = task
@@ -139,6 +139,9 @@ class ForestEstimator(BaseEstimator):
         t1 = time.perf_counter()
         model = self._new_model()
         model.fit(x, y)
+        # parallel prediction sums the trees in whatever order threads finish, which moves
+        # the last bit; one thread repeats exactly (and predicting is cheap)
+        model.set_params(n_jobs=1)
         self.model_ = model
         self.fit_seconds_ = time.perf_counter() - t0
         log.info(
@@ -146,6 +149,7 @@ class ForestEstimator(BaseEstimator):
             len(idx), x.shape[1], t1 - t0, self.fit_seconds_ - (t1 - t0),
         )
         self.val_metrics_: dict[str, float] = {}
+        self.threshold_ = 0.5 if self.threshold is None else float(self.threshold)
         if val is not None and len(val):
             from pdmlens.models import metrics
 
@@ -155,7 +159,9 @@ class ForestEstimator(BaseEstimator):
                 self.val_metrics_ = {"rmse": metrics.rmse(pred, truth),
                                      "mae": metrics.mae(pred, truth)}
             else:
-                rep = metrics.classification_report(pred, truth > 0.5, self.threshold)
+                if self.threshold is None:
+                    self.threshold_ = metrics.best_f1_threshold(pred, truth > 0.5)
+                rep = metrics.classification_report(pred, truth > 0.5, self.threshold_)
                 self.val_metrics_ = {k: rep[k] for k in ("f1", "roc_auc", "pr_auc")}
             log.info("forest validation: %s", self.val_metrics_)
         return self
@@ -224,7 +230,7 @@ class ForestEstimator(BaseEstimator):
         """0/1 failure-within-horizon decisions at ``threshold``. Horizon only."""
         if self.task != "horizon":
             raise ValueError("predict_label is for the horizon task")
-        return (self.predict(x) >= self.threshold).astype(np.int64)
+        return (self.predict(x) >= self.threshold_).astype(np.int64)
 
     # -------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
@@ -240,6 +246,7 @@ class ForestEstimator(BaseEstimator):
             "model": self.model_,
             "feature_names_in": [str(f) for f in self.feature_names_in_],
             "val_metrics": dict(self.val_metrics_),
+            "threshold": float(self.threshold_),
         }
         tmp = path.with_name(path.name + ".tmp")
         joblib.dump(payload, tmp, compress=3)
@@ -260,4 +267,5 @@ class ForestEstimator(BaseEstimator):
         est.n_features_in_ = len(names)
         est.feature_names_ = feature_names(names, est.stats)
         est.val_metrics_ = dict(payload["val_metrics"])
+        est.threshold_ = float(payload.get("threshold", 0.5))
         return est

@@ -137,7 +137,8 @@ class LSTMEstimator(BaseEstimator):
     ``fit(train, val)`` takes WindowDatasets whose target is the capped RUL (rul) or the 0/1
     label ``fails_within_<h>`` (horizon). ``predict`` returns RUL in cycles, or for the
     horizon task the probability of failure within the horizon (``predict_proba`` gives
-    sklearn's [N, 2] and ``predict_label`` thresholds at ``threshold``).
+    sklearn's [N, 2] and ``predict_label`` thresholds at ``threshold_``: ``threshold``
+    when given, else the threshold with the best F1 on the validation units).
 
     Parameters beyond the obvious: ``schedule`` (``onecycle`` | ``cosine`` | ``plateau`` |
     ``constant``) sets the learning rate per step; ``average_last`` = k > 1 judges and
@@ -169,7 +170,7 @@ class LSTMEstimator(BaseEstimator):
         rul_cap: float = 125.0,
         num_threads: int | None = 1,
         eval_batch_size: int = 2048,
-        threshold: float = 0.5,
+        threshold: float | None = None,
     ) -> None:
         self.task = task
         self.hidden_size = hidden_size
@@ -392,6 +393,13 @@ class LSTMEstimator(BaseEstimator):
         self.n_features_in_ = n_feat
         self.feature_names_in_ = np.asarray(train.features, dtype=object)
         self.window_length_ = train.length
+        self.threshold_ = 0.5 if self.threshold is None else float(self.threshold)
+        if self.task == "horizon" and self.threshold is None and val is not None and len(val):
+            from pdmlens.models.metrics import best_f1_threshold
+
+            self.threshold_ = best_f1_threshold(self.predict(val), val.window_targets > 0.5)
+            log.info("decision threshold %.3f (best F1 on the validation units)",
+                     self.threshold_)
 
     def _scheduler(self, opt: torch.optim.Optimizer, steps: int):
         """(scheduler, stepped per batch?)."""
@@ -475,7 +483,7 @@ class LSTMEstimator(BaseEstimator):
         """0/1 failure-within-horizon decisions at ``threshold``. Horizon only."""
         if self.task != "horizon":
             raise ValueError("predict_label is for the horizon task")
-        return (self.predict(x) >= self.threshold).astype(np.int64)
+        return (self.predict(x) >= self.threshold_).astype(np.int64)
 
     # -------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
@@ -492,6 +500,7 @@ class LSTMEstimator(BaseEstimator):
             "window_length": int(self.window_length_),
             "history": [dict(r) for r in self.history_],
             "best_epoch": int(self.best_epoch_),
+            "threshold": float(self.threshold_),
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
@@ -519,6 +528,7 @@ class LSTMEstimator(BaseEstimator):
         est.window_length_ = int(payload["window_length"])
         est.history_ = list(payload["history"])
         est.best_epoch_ = int(payload["best_epoch"])
+        est.threshold_ = float(payload.get("threshold", 0.5))
         return est
 
 

@@ -133,6 +133,27 @@ def classification_report(
     }
 
 
+def best_f1_threshold(prob: np.ndarray | Sequence[float], label: np.ndarray | Sequence[float],
+                      default: float = 0.5) -> float:
+    """The decision threshold with the highest F1 on (validation) probabilities: midway
+    between the chosen probability and the next lower one, so that close calls on new data
+    fall on the same side; ``default`` when there is only one class."""
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    y = np.asarray(label).astype(bool).ravel()
+    if p.size == 0 or y.all() or not y.any():
+        return float(default)
+    order = np.argsort(-p, kind="stable")
+    ps, ys = p[order], y[order]
+    tp = np.cumsum(ys)
+    k = np.arange(1, p.size + 1)
+    f1 = 2 * tp / (k + y.sum())
+    last = np.r_[ps[1:] != ps[:-1], True]  # a threshold can only sit between distinct values
+    f1 = np.where(last, f1, -1.0)
+    i = int(np.argmax(f1))
+    below = ps[i + 1] if i + 1 < p.size else 0.0
+    return float((ps[i] + below) / 2)
+
+
 def last_full_windows(
     frame: pd.DataFrame, features: Sequence[str], length: int, target: str | None
 ) -> WindowDataset:

@@ -1,0 +1,115 @@
+"""Orchestration overhead: the same steps as plain function calls vs through the Prefect
+flow with MLflow tracking.
+
+Plain: ``pdmlens.steps`` one after another in this process (ingest, prepare, both models,
+evaluate, explain, signatures, the HTML report), no Prefect, no MLflow. Flow: the real
+``pdmlens_flow`` with a thread-pool task runner and tracking to a temporary SQLite store,
+caching off (so it does all the work too). The temporary Prefect server that a process
+without a configured server starts is timed apart (a trivial flow first): a scheduled
+deployment or ``PREFECT_API_URL`` does not pay it per run.
+
+    .venv/bin/python benchmarks/pipeline.py --data ../shared/data/cmapss --subset FD001
+    .venv/bin/python benchmarks/pipeline.py --simulated [--set model.lstm.epochs=2 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+def plain(cfg, work: Path) -> dict[str, float]:
+    from pdmlens import steps
+    from pdmlens.report.run_report import build_report
+
+    t: dict[str, float] = {}
+    outs = {}
+
+    def timed(name, fn, *args):
+        t0 = time.perf_counter()
+        outs[name] = fn(*args)
+        t[name] = time.perf_counter() - t0
+
+    timed("ingest", steps.ingest, cfg, work / "ingest")
+    timed("prepare", steps.prepare, cfg, work / "ingest", work / "prepare")
+    timed("train_lstm", steps.train_lstm, cfg, work / "prepare", work / "lstm")
+    timed("train_forest", steps.train_forest, cfg, work / "prepare", work / "forest")
+    timed("evaluate", steps.evaluate, cfg, work / "prepare", work / "lstm", work / "forest",
+          work / "evaluate")
+    timed("explain", steps.explain, cfg, work / "prepare", work / "lstm", work / "forest",
+          work / "explain")
+    timed("signatures", steps.signatures, cfg, work / "prepare", work / "lstm",
+          work / "signatures")
+    t0 = time.perf_counter()
+    (work / "report.html").write_text(build_report(outs, "benchmark"))
+    t["report"] = time.perf_counter() - t0
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="../shared/data/cmapss")
+    p.add_argument("--subset", default="FD001")
+    p.add_argument("--simulated", action="store_true")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", type=Path, default=None)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+
+    tmp = Path(tempfile.mkdtemp(prefix="pdmlens-bench-"))
+    os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
+    from pdmlens.config import RunConfig
+
+    over = [] if a.simulated else ["data.source=cmapss", f"data.path={Path(a.data).resolve()}",
+                                   f"data.subset={a.subset}"]
+    over += [f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}", f"pipeline.work_dir={tmp / 'runs'}",
+             f"pipeline.cache_dir={tmp / 'cache'}", "pipeline.cache=false", *a.set]
+    cfg = RunConfig().with_overrides(over)
+
+    t0 = time.perf_counter()
+    steps_t = plain(cfg, tmp / "plain")
+    plain_s = time.perf_counter() - t0
+
+    from prefect import flow
+
+    from pipelines.run import run_pipeline
+
+    @flow
+    def warm_up() -> int:
+        return 1
+
+    t0 = time.perf_counter()
+    warm_up()
+    server_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    summary = run_pipeline(cfg)
+    flow_s = time.perf_counter() - t0
+
+    overhead = (flow_s - plain_s) / plain_s
+    rows = [(k, f"{v:8.1f}") for k, v in steps_t.items()]
+    print(f"\n{'step (plain call)':28s} {'seconds':>8s}")
+    for k, v in rows:
+        print(f"{k:28s} {v}")
+    print(f"\n{'':28s} {'seconds':>8s}")
+    print(f"{'plain functions, total':28s} {plain_s:8.1f}")
+    print(f"{'flow + MLflow tracking':28s} {flow_s:8.1f}   overhead {overhead:+.1%}")
+    print(f"{'Prefect temporary server':28s} {server_s:8.1f}   (once per process, not per run)")
+    print(f"\nflow: lstm rmse {summary['lstm'].get('rmse', float('nan')):.2f}, "
+          f"forest rmse {summary['forest'].get('rmse', float('nan')):.2f}")
+    if a.json:
+        a.json.write_text(json.dumps({"plain_s": plain_s, "flow_s": flow_s,
+                                      "overhead": overhead, "server_start_s": server_s,
+                                      "steps_s": steps_t}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
