@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--simulated", action="store_true")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--serial", action="store_true",
+                   help="also time the flow with one worker (no concurrency between steps)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -92,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     summary = run_pipeline(cfg)
     flow_s = time.perf_counter() - t0
+    serial_s = None
+    if a.serial:
+        # one worker: no step runs beside another, so only orchestration and tracking differ
+        t0 = time.perf_counter()
+        run_pipeline(cfg.with_overrides(["pipeline.max_workers=1"]))
+        serial_s = time.perf_counter() - t0
 
     overhead = (flow_s - plain_s) / plain_s
     rows = [(k, f"{v:8.1f}") for k, v in steps_t.items()]
@@ -101,12 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'':28s} {'seconds':>8s}")
     print(f"{'plain functions, total':28s} {plain_s:8.1f}")
     print(f"{'flow + MLflow tracking':28s} {flow_s:8.1f}   overhead {overhead:+.1%}")
+    if serial_s is not None:
+        print(f"{'  the same, one worker':28s} {serial_s:8.1f}   overhead "
+              f"{(serial_s - plain_s) / plain_s:+.1%} (no steps side by side)")
     print(f"{'Prefect temporary server':28s} {server_s:8.1f}   (once per process, not per run)")
     print(f"\nflow: lstm rmse {summary['lstm'].get('rmse', float('nan')):.2f}, "
           f"forest rmse {summary['forest'].get('rmse', float('nan')):.2f}")
     if a.json:
         a.json.write_text(json.dumps({"plain_s": plain_s, "flow_s": flow_s,
                                       "overhead": overhead, "server_start_s": server_s,
+                                      "flow_one_worker_s": serial_s,
                                       "steps_s": steps_t}, indent=1))
     return 0
 

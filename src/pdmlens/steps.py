@@ -405,12 +405,15 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     gates["window_end_time"] = every.window_times[picks][gates["sample"].to_numpy()]
     gates.to_parquet(out / "gate_traces.parquet", index=False)
     tables["explain/gate_traces.parquet"] = str(out / "gate_traces.parquet")
-    for label, j in (("near_failure", 0), ("healthy", len(picks) - 1)):
-        s = int(np.flatnonzero(picks == picks[j])[0])
-        unit, t = every.window_units[picks[j]], every.window_times[picks[j]]
+    near, healthy = (order[0], order[-1]) if cfg.model.task == "rul" else (order[-1], order[0])
+    for label, w in (("near_failure", near), ("healthy", healthy)):
+        s = int(np.flatnonzero(picks == w)[0])
+        unit, t = every.window_units[w], every.window_times[w]
+        what = f"true RUL {target[w]:.0f}" if cfg.model.task == "rul" else \
+            f"fails within the horizon: {'yes' if target[w] > 0.5 else 'no'}"
         figures[f"figures/gates_{label}.png"] = _save_fig(
             plot_gate_heatmap(trace, s, title=f"Gates of unit {unit}, window ending at {t} "
-                              f"({label.replace('_', ' ')}, true target {target[picks[j]]:.0f})"),
+                              f"({label.replace('_', ' ')}, {what})"),
             out, f"gates_{label}")
 
     # -- SHAP for both models on degrading windows of the evaluated split
