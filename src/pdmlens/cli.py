@@ -324,9 +324,12 @@ def _print_run(s: dict[str, Any]) -> None:
         typer.echo(f"    top sensors, forest: {', '.join(e.get('top_sensors_forest') or [])}")
         typer.echo(f"    agreement (Spearman) {e.get('agreement_spearman', float('nan')):.2f}, "
                    f"top-k overlap {e.get('agreement_top_k_overlap', float('nan')):.2f}")
-        for k, v in e.items():
-            if k.endswith("precision_at_k"):
-                typer.echo(f"    {k.replace('_', ' ')} (true fault sensors): {v:.2f}")
+        for model in ("lstm", "forest"):
+            near, every = e.get(f"{model}_precision_at_k"), e.get(f"{model}_precision_at_k_all")
+            if near is not None or every is not None:
+                typer.echo(f"    precision@k vs the true fault sensors, {model}: "
+                           f"{near if near is not None else float('nan'):.2f} near failure, "
+                           f"{every if every is not None else float('nan'):.2f} on all explained")
     if s.get("signatures"):
         typer.echo(f"\n  signatures: {s['signatures']['sentence']}")
     for r in s.get("registered", []):

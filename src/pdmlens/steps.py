@@ -476,13 +476,22 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
                                                 "deletion")
     if fault_sensors and fault_modes:
         rows = []
+        # near failure (RUL < horizon) the fault is fully expressed; earlier it may not be
+        near = float(cfg.prepare.horizon) if cfg.model.task == "rul" else None
         for name, attr in attrs.items():
-            gt = groundtruth_precision(attr, units, fault_modes, fault_sensors)
-            gt.insert(0, "model", name)
-            rows.append(gt)
-            allrow = gt[gt["fault_mode"] == "all"]
-            if len(allrow):
-                metrics[f"{name}_precision_at_k"] = float(allrow["precision_sample"].iloc[0])
+            for windows, rul_max, suffix in (("near failure", near, ""),
+                                             ("all explained", None, "_all")):
+                if windows == "near failure" and near is None:
+                    continue
+                gt = groundtruth_precision(attr, units, fault_modes, fault_sensors,
+                                           rul=tgt if rul_max else None, rul_max=rul_max)
+                gt.insert(0, "windows", windows)
+                gt.insert(0, "model", name)
+                rows.append(gt)
+                allrow = gt[gt["fault_mode"] == "all"]
+                if len(allrow):
+                    metrics[f"{name}_precision_at_k{suffix}"] = float(
+                        allrow["precision_sample"].iloc[0])
         gtab = pd.concat(rows, ignore_index=True)
         gtab.to_parquet(out / "groundtruth.parquet", index=False)
         tables["explain/groundtruth.parquet"] = str(out / "groundtruth.parquet")

@@ -30,6 +30,7 @@ from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
 from pdmlens.models.features import feature_names, window_features
+from pdmlens.models.horizon import HorizonMixin
 
 if TYPE_CHECKING:
     from pdmlens.config import RunConfig
@@ -42,7 +43,7 @@ DEFAULT_STATS = ("last", "mean", "slope")
 """the statistics chosen on validation units; all of STATS remain available."""
 
 
-class ForestEstimator(BaseEstimator):
+class ForestEstimator(HorizonMixin, BaseEstimator):
     """Random forest on window statistics for ``task="rul"`` (regression of the capped RUL)
     or ``task="horizon"`` (P(failure within the horizon)).
 
@@ -218,19 +219,6 @@ class ForestEstimator(BaseEstimator):
         if 1 in classes:
             return proba[:, classes.index(1)]
         return np.zeros(len(feats))
-
-    def predict_proba(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
-        """[N, 2]: P(no failure within the horizon), P(failure within it). Horizon only."""
-        if self.task != "horizon":
-            raise ValueError("predict_proba is for the horizon task")
-        p = self.predict(x)
-        return np.stack([1.0 - p, p], axis=1)
-
-    def predict_label(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
-        """0/1 failure-within-horizon decisions at ``threshold``. Horizon only."""
-        if self.task != "horizon":
-            raise ValueError("predict_label is for the horizon task")
-        return (self.predict(x) >= self.threshold_).astype(np.int64)
 
     # -------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:

@@ -43,6 +43,7 @@ from torch import nn
 
 from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
+from pdmlens.models.horizon import HorizonMixin
 
 if TYPE_CHECKING:
     from pdmlens.config import RunConfig
@@ -130,7 +131,7 @@ def _torch_state(num_threads: int | None, seed: int, device: torch.device) -> It
             torch.set_num_threads(old_threads)
 
 
-class LSTMEstimator(BaseEstimator):
+class LSTMEstimator(HorizonMixin, BaseEstimator):
     """An LSTM for RUL regression (``task="rul"``) or failure within a horizon
     (``task="horizon"``), trained on sliding windows with early stopping.
 
@@ -471,19 +472,6 @@ class LSTMEstimator(BaseEstimator):
         if self.task == "horizon":
             return _sigmoid(out)
         return out
-
-    def predict_proba(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
-        """[N, 2]: P(no failure within the horizon), P(failure within it). Horizon only."""
-        if self.task != "horizon":
-            raise ValueError("predict_proba is for the horizon task")
-        p = self.predict(x)
-        return np.stack([1.0 - p, p], axis=1)
-
-    def predict_label(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
-        """0/1 failure-within-horizon decisions at ``threshold``. Horizon only."""
-        if self.task != "horizon":
-            raise ValueError("predict_label is for the horizon task")
-        return (self.predict(x) >= self.threshold_).astype(np.int64)
 
     # -------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:

@@ -46,7 +46,7 @@ def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
             "agreement_top_k_overlap": ex.metrics.get("agreement_top_k_overlap"),
             "gate_max_abs_error": ex.metrics.get("gate_max_abs_error"),
             **{k: v for k, v in ex.metrics.items()
-               if k.endswith("precision_at_k") or "deletion_ratio" in k},
+               if "precision_at_k" in k or "deletion_ratio" in k},
         }
     if "signatures" in outputs:
         sg = outputs["signatures"]
@@ -133,7 +133,8 @@ def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
         if len(gt):
             gt_text = ("\n\nThis data comes with the truth: which sensors each fault really "
                        "drives. 'precision' is the share of each model's top-ranked sensors that "
-                       "are truly affected (1.0 = all of them).")
+                       "are truly affected (1.0 = all of them), on windows near failure (where "
+                       "the fault has fully shown itself) and on every explained window.")
         sections.append(Section(
             "Do the two models agree, and are the explanations honest?",
             text=EXPLAIN["agreement"] + "\n\n" + EXPLAIN["faithfulness"] + gt_text,
