@@ -176,6 +176,9 @@ class LSTMConfig(_Frozen):
     """train the head on the last that many steps of each window (1: the last only)."""
     forget_bias: float | None = 3.0
     """initial forget-gate bias (None: PyTorch's default initialisation)."""
+    refit: bool = False
+    """after early stopping, retrain on training + validation units for the best epoch
+    count (twice the time; on FD001 test RMSE 13.41 +- 0.12 instead of 13.99 +- 0.42)."""
     device: str = "auto"
     num_threads: int | None = 1
     """torch CPU threads while training (None: torch's default). One thread is several

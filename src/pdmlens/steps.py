@@ -242,16 +242,23 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     target = _target(cfg, data)
     train, val = data.windows("train", cfg.window, target), data.windows("val", cfg.window, target)
     est = LSTMEstimator.from_config(cfg).fit(train, val, callback=callback)
-    est.save(out / "lstm.pt")
     best = est.history_[est.best_epoch_] if est.best_epoch_ >= 0 else est.history_[-1]
+    history, best_epoch = est.history_, est.best_epoch_
+    if cfg.model.lstm.refit:
+        both = WindowDataset(pd.concat([data.train, data.val], ignore_index=True),
+                             data.features, cfg.window.length, target=target,
+                             stride=cfg.window.stride, pad=cfg.window.pad)
+        log.info("refit on train + validation units for %d epochs", best_epoch + 1)
+        est = LSTMEstimator.from_config(cfg).set_params(epochs=best_epoch + 1).fit(both, None)
+    est.save(out / "lstm.pt")
     metrics = _clean({"train_seconds": time.perf_counter() - t0,
-                      "best_epoch": est.best_epoch_, "epochs_run": len(est.history_),
+                      "best_epoch": best_epoch, "epochs_run": len(history),
                       "best_val_loss": best.get("val_loss"), "best_val_rmse": best.get("val_rmse")})
     figs = {"figures/learning_curves.png": _save_fig(
-        learning_curves(est.history_, est.best_epoch_), out, "learning_curves")}
+        learning_curves(history, best_epoch), out, "learning_curves")}
     return StepOutput("train_lstm", str(out), metrics=metrics, figures=figs,
                       info={"model": str(out / "lstm.pt"), "device": str(est.device_),
-                            "history": est.history_},
+                            "history": history, "refit": cfg.model.lstm.refit},
                       seconds=time.perf_counter() - t0).save()
 
 

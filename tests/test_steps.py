@@ -1,0 +1,81 @@
+"""The pipeline's steps as plain functions (no Prefect, no MLflow) on a tiny fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pdmlens import steps
+from pdmlens.config import RunConfig
+from pdmlens.models.lstm import LSTMEstimator
+from pdmlens.report.html import find_external_references
+from pdmlens.report.run_report import build_report, markdown, summary
+
+TINY = ["data.simulator.n_units=16", "data.simulator.n_test_units=4", "model.lstm.epochs=2",
+        "model.lstm.hidden_size=8", "model.forest.n_estimators=5", "explain.n_explain=8",
+        "explain.deletion_random=1", "explain.gate_samples=2"]
+
+
+@pytest.fixture(scope="module")
+def cfg() -> RunConfig:
+    return RunConfig().with_overrides(TINY)
+
+
+def test_cache_keys_follow_content(cfg: RunConfig, tmp_path: Path) -> None:
+    key = steps.ingest_key(cfg)
+    assert key == steps.ingest_key(RunConfig().with_overrides(TINY))
+    assert key != steps.ingest_key(cfg.with_overrides(["seed=1"]))  # simulator seed
+    assert key != steps.ingest_key(cfg.with_overrides(["data.simulator.noise=0.2"]))
+    # the work folders are not content
+    assert key == steps.ingest_key(cfg.with_overrides(["pipeline.work_dir=elsewhere"]))
+    pkey = steps.prepare_key(cfg, key)
+    assert pkey != steps.prepare_key(cfg.with_overrides(["prepare.rul_cap=100"]), key)
+    assert pkey != steps.prepare_key(cfg, "other")
+    # file sources: the bytes of the files count
+    data = tmp_path / "t.csv"
+    data.write_text("unit,time,sensor_1\n1,1,0.5\n")
+    tcfg = cfg.with_overrides(["data.source=table", f"data.path={data}"])
+    k1 = steps.ingest_key(tcfg)
+    data.write_text("unit,time,sensor_1\n1,1,0.6\n")
+    assert steps.ingest_key(tcfg) != k1
+
+
+def test_steps_end_to_end_write_what_they_say(cfg: RunConfig, tmp_path: Path) -> None:
+    w = tmp_path
+    outs = {"ingest": steps.ingest(cfg, w / "ingest")}
+    outs["prepare"] = steps.prepare(cfg, w / "ingest", w / "prepare")
+    outs["train_lstm"] = steps.train_lstm(cfg, w / "prepare", w / "lstm")
+    outs["train_forest"] = steps.train_forest(cfg, w / "prepare", w / "forest")
+    outs["evaluate"] = steps.evaluate(cfg, w / "prepare", w / "lstm", w / "forest", w / "ev")
+    outs["explain"] = steps.explain(cfg, w / "prepare", w / "lstm", w / "forest", w / "ex")
+    outs["signatures"] = steps.signatures(cfg, w / "prepare", w / "lstm", w / "sig")
+    for out in outs.values():
+        saved = json.loads((Path(out.dir) / steps.OUTPUT_FILE).read_text())
+        assert saved["step"] == out.step
+        for local in [*out.figures.values(), *out.tables.values()]:
+            assert Path(local).is_file(), local
+    assert outs["ingest"].info["dataset"] == "simulated"
+    assert outs["prepare"].info["train_units"] + outs["prepare"].info["val_units"] == 16
+    ev = outs["evaluate"].metrics
+    assert ev["lstm_test_n"] == 4 and ev["forest_test_rmse"] > 0
+    assert outs["explain"].metrics["gate_max_abs_error"] < 1e-4
+    s = summary(outs)
+    assert s["lstm"]["rmse"] == ev["lstm_test_rmse"]
+    page = build_report(outs, "tiny")
+    assert find_external_references(page) == [] and "Inside the LSTM" in page
+    assert "| lstm |" in markdown(s, "http://x")
+
+
+def test_refit_trains_on_train_and_validation_units(cfg: RunConfig, tmp_path: Path) -> None:
+    steps.ingest(cfg, tmp_path / "i")
+    steps.prepare(cfg, tmp_path / "i", tmp_path / "p")
+    out = steps.train_lstm(cfg.with_overrides(["model.lstm.refit=true"]), tmp_path / "p",
+                           tmp_path / "l")
+    est = LSTMEstimator.load(tmp_path / "l" / "lstm.pt")
+    first_fit = out.info["history"]
+    assert len(first_fit) == 2 and all("val_loss" in h for h in first_fit)
+    # the refit ran best_epoch + 1 epochs without validation units
+    assert len(est.history_) == out.metrics["best_epoch"] + 1
+    assert all("val_loss" not in h for h in est.history_)
