@@ -210,7 +210,9 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     tracking = {"cfg": cfg.tracking.model_copy(
         update={"uri": tracker.uri, "artifact_root": tracker.artifact_root})}
     experiment = cfg.tracking.experiment or f"pdmlens-{dataset}"
-    key_metric = "rmse" if cfg.model.task == "rul" else "pr_auc"
+    # the champion is judged on the last window per test unit (rul) or, for the horizon
+    # task, on every test window (a handful of last windows may hold no failure at all)
+    key_metric = "rmse" if cfg.model.task == "rul" else "all_pr_auc"
     with tracker.tracked_run(experiment, run_name, dataset_hash=ing["info"]["hash"],
                              dataset=dataset, flow_run_id=flow_run.get_id()) as run:
         parent = run.run_id

@@ -79,3 +79,20 @@ def test_refit_trains_on_train_and_validation_units(cfg: RunConfig, tmp_path: Pa
     # the refit ran best_epoch + 1 epochs without validation units
     assert len(est.history_) == out.metrics["best_epoch"] + 1
     assert all("val_loss" not in h for h in est.history_)
+
+
+def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path: Path) -> None:
+    hcfg = cfg.with_overrides(["model.task=horizon"])
+    w = tmp_path
+    steps.ingest(hcfg, w / "i")
+    steps.prepare(hcfg, w / "i", w / "p")
+    steps.train_lstm(hcfg, w / "p", w / "l")
+    steps.train_forest(hcfg, w / "p", w / "f")
+    ev = steps.evaluate(hcfg, w / "p", w / "l", w / "f", w / "e")
+    assert ev.info["key"] == "f1"
+    for name in ("lstm", "forest"):
+        # every test window is scored too: the last windows alone may hold no failure
+        assert ev.metrics[f"{name}_test_all_n"] > ev.metrics[f"{name}_test_n"]
+        assert 0.0 <= ev.metrics[f"{name}_test_all_roc_auc"] <= 1.0
+    ex = steps.explain(hcfg, w / "p", w / "l", w / "f", w / "x")
+    assert "figures/gates_near_failure.png" in ex.figures

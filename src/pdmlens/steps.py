@@ -323,6 +323,8 @@ def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
                                         data.horizon_col)
             ev = M.evaluate_horizon(est.predict, proto if len(proto) else last, est.threshold_)
             metrics.update({f"{name}_test_{k}": v for k, v in ev.items()})
+            ev_all = M.evaluate_horizon(est.predict, every, est.threshold_)
+            metrics.update({f"{name}_test_all_{k}": v for k, v in ev_all.items()})
     if cfg.model.task == "rul":
         truth = last.window_targets
         for name, est in models.items():
