@@ -89,7 +89,7 @@ def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path
     steps.train_lstm(hcfg, w / "p", w / "l")
     steps.train_forest(hcfg, w / "p", w / "f")
     ev = steps.evaluate(hcfg, w / "p", w / "l", w / "f", w / "e")
-    assert ev.info["key"] == "f1"
+    assert ev.info["key"] == "all_pr_auc"
     for name in ("lstm", "forest"):
         # every test window is scored too: the last windows alone may hold no failure
         assert ev.metrics[f"{name}_test_all_n"] > ev.metrics[f"{name}_test_n"]

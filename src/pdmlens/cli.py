@@ -303,20 +303,22 @@ def _log_to_stderr(verbose: bool) -> None:
 
 def _print_run(s: dict[str, Any]) -> None:
     """The human summary of a run: where it is, how the models did, what explains them."""
-    key = "rmse" if "rmse" in s["lstm"] else "f1"
+    from pdmlens.report.run_report import LABELS, verdict
+
+    key = "rmse" if "rmse" in s["lstm"] else "all_pr_auc"
     typer.echo(f"\npdmlens run on {s['dataset']} (evaluated on {s['evaluated_on']} units)")
     typer.echo(f"  MLflow run   {s['mlflow_run_id']}  experiment '{s['experiment']}'")
-    cols = [c for c in ("rmse", "mae", "score", "f1", "roc_auc", "pr_auc", "train_seconds")
-            if c in s["lstm"]]
+    cols = [c for c in ("rmse", "mae", "score", "f1", "all_f1", "all_roc_auc", "all_pr_auc",
+                        "train_seconds") if c in s["lstm"]]
     typer.echo("\n  " + f"{'model':15s}" + "".join(f"{c:>14s}" for c in cols))
     for m in ("lstm", "forest"):
         vals = "".join(f"{s[m].get(c, float('nan')):>14.2f}" for c in cols)
         typer.echo(f"  {m:15s}{vals}")
-    lstm_v, forest_v = s["lstm"].get(key), s["forest"].get(key)
-    if lstm_v is not None and forest_v is not None:
-        lstm_wins = lstm_v < forest_v if key == "rmse" else lstm_v > forest_v
-        typer.echo(f"  -> the {'LSTM' if lstm_wins else 'random forest'} is more accurate "
-                   f"on {key.upper()}")
+    better = verdict(key, s["lstm"].get(key), s["forest"].get(key))
+    if better == "neither":
+        typer.echo(f"  -> the two models are equally accurate on {LABELS.get(key, key)}")
+    elif better:
+        typer.echo(f"  -> the {better} is more accurate on {LABELS.get(key, key)}")
     e = s.get("explain") or {}
     if e:
         typer.echo("\n  explanations (SHAP)")
@@ -326,10 +328,12 @@ def _print_run(s: dict[str, Any]) -> None:
                    f"top-k overlap {e.get('agreement_top_k_overlap', float('nan')):.2f}")
         for model in ("lstm", "forest"):
             near, every = e.get(f"{model}_precision_at_k"), e.get(f"{model}_precision_at_k_all")
-            if near is not None or every is not None:
+            parts = [f"{v:.2f} {where}" for v, where in ((near, "near failure"),
+                                                         (every, "on all explained"))
+                     if v is not None]
+            if parts:
                 typer.echo(f"    precision@k vs the true fault sensors, {model}: "
-                           f"{near if near is not None else float('nan'):.2f} near failure, "
-                           f"{every if every is not None else float('nan'):.2f} on all explained")
+                           + ", ".join(parts))
     if s.get("signatures"):
         typer.echo(f"\n  signatures: {s['signatures']['sentence']}")
     for r in s.get("registered", []):

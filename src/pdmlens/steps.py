@@ -338,7 +338,7 @@ def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
                              {n: preds[n].to_numpy() for n in models}, preds["true"].to_numpy(),
                              cap=cap), out, "rul_trajectories")
     preds.to_parquet(out / "predictions.parquet", index=False)
-    key = "rmse" if cfg.model.task == "rul" else "f1"
+    key = "rmse" if cfg.model.task == "rul" else "all_pr_auc"
     info = {"split": split, "n_units": len(last), "n_windows": len(every), "key": key,
             "lstm": metrics.get(f"lstm_test_{key}"), "forest": metrics.get(f"forest_test_{key}")}
     log.info("evaluated on %s (%d units): lstm %s %.3f, forest %s %.3f", split, len(last), key,

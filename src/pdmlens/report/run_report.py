@@ -31,10 +31,12 @@ def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
                  "dropped_sensors": prep["dropped_sensors"]},
         "evaluated_on": ev.info["split"],
     }
+    all_keys = {"all_f1", "all_roc_auc", "all_pr_auc"}  # horizon task: every test window
     for model in ("lstm", "forest"):
         prefix = f"{model}_test_"
         out[model] = {k[len(prefix):]: v for k, v in ev.metrics.items()
-                      if k.startswith(prefix) and not k.startswith(prefix + "all_")}
+                      if k.startswith(prefix) and (not k.startswith(prefix + "all_")
+                                                   or k[len(prefix):] in all_keys)}
     out["lstm"]["train_seconds"] = outputs["train_lstm"].metrics.get("train_seconds")
     out["forest"]["train_seconds"] = outputs["train_forest"].metrics.get("train_seconds")
     if "explain" in outputs:
@@ -70,6 +72,19 @@ def _figs(out: StepOutput, *names: str) -> list[tuple[str, bytes]]:
     return figs
 
 
+LABELS = {"rmse": "RMSE", "all_pr_auc": "PR-AUC (all test windows)"}
+
+
+def verdict(key: str, lstm: float | None, forest: float | None) -> str | None:
+    """Which model is more accurate on ``key`` (lower RMSE, higher anything else)."""
+    if lstm is None or forest is None:
+        return None
+    if lstm == forest:
+        return "neither"
+    lstm_wins = lstm < forest if key == "rmse" else lstm > forest
+    return "LSTM" if lstm_wins else "random forest"
+
+
 def _fmt(v: Any, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
@@ -82,10 +97,8 @@ def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
     key = ev.info["key"]
     lstm_v, forest_v = s["lstm"].get(key), s["forest"].get(key)
     unit = "cycles" if key == "rmse" else ""
-    better = None
-    if lstm_v is not None and forest_v is not None:
-        lstm_wins = lstm_v < forest_v if key == "rmse" else lstm_v > forest_v
-        better = "LSTM" if lstm_wins else "random forest"
+    label = LABELS.get(key, key)
+    better = verdict(key, lstm_v, forest_v)
     d = s["data"]
     sections = [Section(
         "The data",
@@ -100,17 +113,21 @@ def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
     )]
     model_table = pd.DataFrame({m: s[m] for m in ("lstm", "forest")}).T
     keep = [c for c in ("rmse", "mae", "score", "bias", "rmse_uncapped", "f1", "precision",
-                        "recall", "roc_auc", "pr_auc", "train_seconds") if c in model_table]
-    verdict = (f"On these test machines the {better} is the more accurate model "
-               f"({key.upper()} {_fmt(lstm_v)} for the LSTM, {_fmt(forest_v)} for the random "
-               f"forest{', in ' + unit if unit else ''}).") if better else ""
+                        "recall", "roc_auc", "pr_auc", "all_f1", "all_roc_auc", "all_pr_auc",
+                        "train_seconds") if c in model_table]
+    figures = (f"({label} {_fmt(lstm_v)} for the LSTM, {_fmt(forest_v)} for the random "
+               f"forest{', in ' + unit if unit else ''})")
+    said = ("" if better is None else
+            f"On these test machines the two models are equally accurate {figures}."
+            if better == "neither" else
+            f"On these test machines the {better} is the more accurate model {figures}.")
     sections.append(Section(
         "How accurate are the models?",
-        text=verdict + "\n\n" + EXPLAIN["predictions"],
+        text=said + "\n\n" + EXPLAIN["predictions"],
         figures=_figs(ev, "predicted_vs_true_lstm", "predicted_vs_true_forest",
                       "rul_trajectories"),
         tables=[("Test metrics, last cycle of each test machine", model_table[keep])],
-        metrics={f"LSTM {key.upper()}": lstm_v, f"forest {key.upper()}": forest_v},
+        metrics={f"LSTM {label}": lstm_v, f"forest {label}": forest_v},
     ))
     sections.append(Section("How the LSTM learned", text=EXPLAIN["training"],
                             figures=_figs(outputs["train_lstm"], "learning_curves")))
@@ -167,7 +184,7 @@ def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
                                 figures=_figs(sg, "novelty")))
     secs = pd.DataFrame({"step": list(s["seconds"]), "seconds": list(s["seconds"].values())})
     sections.append(Section("Run details", text="Time each step took.", tables=[secs]))
-    headline = {f"LSTM {key.upper()}": lstm_v, f"forest {key.upper()}": forest_v}
+    headline = {f"LSTM {label}": lstm_v, f"forest {label}": forest_v}
     if "explain" in outputs:
         headline["models agree (rank corr.)"] = outputs["explain"].metrics.get(
             "agreement_spearman")
@@ -182,7 +199,7 @@ def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
     lines = [f"# pdmlens run on {s['dataset']}", ""]
     if mlflow_url:
         lines += [f"MLflow run: [{mlflow_url}]({mlflow_url})", ""]
-    keys = [k for k in ("rmse", "mae", "score", "f1", "roc_auc", "train_seconds")
+    keys = [k for k in ("rmse", "mae", "score", "f1", "all_f1", "all_pr_auc", "train_seconds")
             if k in s["lstm"]]
     lines += ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for m in ("lstm", "forest"):
