@@ -102,12 +102,13 @@ def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
     d = s["data"]
     sections = [Section(
         "The data",
-        text=(f"Dataset **{s['dataset']}**: {d['train_units']} machines to learn from, "
-              f"{d['val_units']} held back to check training, {d['test_units']} to test on "
-              f"(none: the checking machines are used). {d['features']} sensor channels feed "
-              f"the models" + (f"; sensors that never change were left out: "
-                               f"{', '.join(d['dropped_sensors'])}." if d["dropped_sensors"]
-                               else ".")).replace("**", ""),
+        text=(f"Dataset {s['dataset']}: {d['train_units']} machines to learn from, "
+              f"{d['val_units']} held back to check training, "
+              + (f"{d['test_units']} to test on. " if d["test_units"] else
+                 "no separate test machines (the held-back ones are scored instead). ")
+              + f"{d['features']} sensor channels feed the models"
+              + (f"; sensors that never change were left out: "
+                 f"{', '.join(d['dropped_sensors'])}." if d["dropped_sensors"] else ".")),
         metrics={"machines (train)": d["train_units"], "machines (test)": d["test_units"],
                  "sensor channels": d["features"]},
     )]
