@@ -117,3 +117,20 @@ def test_frame_must_be_grouped_by_unit() -> None:
     bad = frame().iloc[[0, 1, 5, 2, 3, 4, 6]]
     with pytest.raises(ValueError, match="grouped by unit"):
         WindowDataset(bad, ["f"], length=2)
+
+
+def test_min_history_adds_left_padded_windows_of_short_histories() -> None:
+    ds = WindowDataset(frame(), ["f"], length=3, target="rul", min_history=1)
+    assert len(ds) == 5 + 2  # a window ending at every row
+    x, y = ds.batch(np.arange(len(ds)))
+    assert x[:, :, 0].tolist() == [[1, 1, 1], [1, 1, 11], [1, 11, 21], [11, 21, 31],
+                                   [21, 31, 41], [51, 51, 51], [51, 51, 61]]
+    assert y.tolist() == [4.0, 3.0, 2.0, 1.0, 0.0, 9.0, 8.0]
+    two = WindowDataset(frame(), ["f"], length=3, min_history=2)
+    assert two.window_times.tolist() == [2, 3, 4, 5, 2]
+    # the default (None) keeps full windows only, and last_only ignores min_history
+    assert len(WindowDataset(frame(), ["f"], length=3)) == 4
+    last = WindowDataset(frame(), ["f"], length=3, last_only=True, min_history=1)
+    assert last.window_times.tolist() == [5, 2]
+    with pytest.raises(ValueError, match="min_history"):
+        WindowDataset(frame(), ["f"], length=3, min_history=0)

@@ -149,6 +149,9 @@ class WindowConfig(_Frozen):
     length: int = 30
     stride: int = 1
     pad: Literal["edge", "zero"] = "edge"
+    min_history: int | None = None
+    """training and validation windows also end at a unit's ``min_history``-th row or later
+    (left-padded); None: only full windows (plus one padded window per short unit)."""
 
 
 class LSTMConfig(_Frozen):

@@ -403,6 +403,7 @@ class PreparedData:
         return WindowDataset(
             self.frame(split), self.features, window.length, target=target,
             stride=window.stride, pad=window.pad, last_only=last_only, full_only=full_only,
+            min_history=window.min_history,
         )
 
     def save(self, directory: str | Path) -> Path:

@@ -6,7 +6,10 @@ O(rows) for any window length. ``batch`` gathers many windows at once with one f
 which is what training and explanation loops use; ``__getitem__`` serves torch's DataLoader.
 
 A window ends at a row and covers the ``length`` rows up to and including it, within one
-unit. Units shorter than the window are not dropped: their one window is left-padded. With
+unit. Units shorter than the window are not dropped: their one window is left-padded.
+``min_history`` = m < length also gives windows ending at a unit's m-th row onwards,
+left-padded the same way, so that a model learns to read short histories (as it meets
+them in the C-MAPSS test protocol, where units are cut off early). With
 ``pad="edge"`` the padding repeats the unit's first reading (the machine is taken to have
 been steady before it was first observed); with ``pad="zero"`` the padding is zeros, which
 after normalisation means "the training mean".
@@ -37,9 +40,12 @@ class WindowDataset(Dataset):
         pad: str = "edge",
         last_only: bool = False,
         full_only: bool = False,
+        min_history: int | None = None,
     ) -> None:
         if length < 1:
             raise ValueError("window length must be >= 1")
+        if min_history is not None and min_history < 1:
+            raise ValueError("min_history must be >= 1")
         if pad not in ("edge", "zero"):
             raise ValueError("pad must be 'edge' or 'zero'")
         self.features = list(features)
@@ -72,7 +78,7 @@ class WindowDataset(Dataset):
                     continue
                 rows = np.array([e - 1])
             else:
-                first = s + min(self.length, n) - 1
+                first = s + min(self.length if min_history is None else min_history, n) - 1
                 if full_only and n < self.length:
                     continue
                 # Count back from the last row so the final window is always included.
