@@ -134,3 +134,19 @@ def test_min_history_adds_left_padded_windows_of_short_histories() -> None:
     assert last.window_times.tolist() == [5, 2]
     with pytest.raises(ValueError, match="min_history"):
         WindowDataset(frame(), ["f"], length=3, min_history=0)
+
+
+def test_cut_units_mirrors_the_test_protocol() -> None:
+    from pdmlens.data.windows import cut_units
+
+    cut = cut_units(frame(), cuts=3, seed=0)
+    for unit, g in cut.groupby("unit", sort=False):
+        name, kept = unit.rsplit("@", 1)
+        src = frame()[frame()["unit"] == name]
+        assert len(g) == int(kept) <= len(src)
+        # a prefix of the unit, labels untouched
+        assert g["time"].tolist() == src["time"].tolist()[: len(g)]
+        assert g["rul"].tolist() == src["rul"].tolist()[: len(g)]
+    assert cut.equals(cut_units(frame(), cuts=3, seed=0))  # seeded
+    last = WindowDataset(cut, ["f"], length=3, target="rul", last_only=True)
+    assert len(last) == cut["unit"].nunique()

@@ -172,3 +172,30 @@ class WindowDataset(Dataset):
             part = idx[s : s + batch_size]
             x, y = self.batch(part, out=buf)
             yield part, x, y
+
+
+def cut_units(frame: pd.DataFrame, cuts: int, seed: int = 0,
+              min_rows: int = 1) -> pd.DataFrame:
+    """Each unit cut off ``cuts`` times at random rows (seeded), as the C-MAPSS test set
+    cuts its engines: the copies are new units named ``<unit>@<rows kept>``. Scoring the
+    last window of each copy (``WindowDataset(..., last_only=True)``) mirrors the test
+    protocol on validation units, short histories included."""
+    rng = np.random.default_rng(seed)
+    codes, uniques = pd.factorize(frame[UNIT], sort=False)
+    change = np.flatnonzero(codes[1:] != codes[:-1]) + 1
+    starts = np.concatenate([[0], change]).astype(np.int64)
+    ends = np.concatenate([change, [len(codes)]]).astype(np.int64)
+    pieces, names = [], []
+    for s, e in zip(starts, ends, strict=True):
+        n = int(e - s)
+        lo = min(max(1, min_rows), n)
+        keep = np.unique(rng.integers(lo, n + 1, size=cuts))
+        unit = str(frame[UNIT].iat[s])
+        for k in keep:
+            pieces.append(np.arange(s, s + k))
+            names.append(np.full(k, f"{unit}@{k}", dtype=object))
+    if not pieces:
+        return frame.iloc[:0].copy()
+    out = frame.iloc[np.concatenate(pieces)].reset_index(drop=True)
+    out[UNIT] = np.concatenate(names)
+    return out
