@@ -133,15 +133,10 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
         **_flat(metrics.evaluate_rul(lstm.predict, last, every, cap)),
     }
     if a.refit:
-        import pandas as pd
+        from pdmlens.steps import refit_lstm
 
-        from pdmlens.data.windows import WindowDataset
-
-        both = WindowDataset(pd.concat([prep.train, prep.val], ignore_index=True), prep.features,
-                             w.length, target="rul", stride=w.stride, pad=w.pad)
         t0 = time.perf_counter()
-        refit = LSTMEstimator.from_config(cfg, task="rul").set_params(
-            epochs=lstm.best_epoch_ + 1).fit(both, None)
+        refit = refit_lstm(cfg, prep, "rul", lstm.best_epoch_)
         out["lstm_refit"] = {"train_seconds": fit_s
                              + time.perf_counter() - t0,
                              **_flat(metrics.evaluate_rul(refit.predict, last, every, cap))}

@@ -140,21 +140,18 @@ def log_step_task(tracking: dict, run_id: str, output: dict, prefix: str = "",
 
 
 @_io("log-model")
-def log_model_task(tracking: dict, run_id: str, kind: str, output: dict,
-                   prepared_dir: str, cfg: RunConfig) -> str:
-    """Log a fitted model (signature, input example); returns its ``models:/`` URI."""
-    from pdmlens.data.prepare import PreparedData
-
-    tracker = Tracker(**tracking)
-    data = PreparedData.load(prepared_dir)
-    example = data.windows("val", cfg.window, None).batch([0, 1])[0].copy()
+def log_model_task(tracking: dict, run_id: str, kind: str, output: dict) -> str:
+    """Log a fitted model (signature, input example); returns its ``models:/`` URI.
+    ``output``: the train step's output (``kind`` lstm or forest)."""
     from pdmlens.models.forest import ForestEstimator
     from pdmlens.models.lstm import LSTMEstimator
 
+    tracker = Tracker(**tracking)
+    example = steps.load_example(output["dir"])
     if kind == "lstm":
-        lstm = LSTMEstimator.load(Path(output["lstm"]["dir"]) / "lstm.pt")
+        lstm = LSTMEstimator.load(Path(output["dir"]) / "lstm.pt")
         return tracker.log_lstm_model(run_id, lstm, example)
-    forest = ForestEstimator.load(Path(output["forest"]["dir"]) / "forest.joblib")
+    forest = ForestEstimator.load(Path(output["dir"]) / "forest.joblib")
     return tracker.log_forest_model(run_id, forest, example)
 
 
@@ -234,8 +231,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
         ex_f = explain_task.submit(cfg, data_dir, lstm, forest, str(work / "explain"))
         sg_f = signatures_task.submit(cfg, data_dir, lstm, str(work / "signatures"))
         models = {"lstm": lstm, "forest": forest}
-        uris = {kind: log_model_task.submit(tracking, children[child], kind, models, data_dir,
-                                            cfg)
+        uris = {kind: log_model_task.submit(tracking, children[child], kind, models[kind])
                 for kind, child in (("lstm", "lstm"), ("forest", "random_forest"))}
         logs = [
             log_step_task.submit(tracking, children["lstm"], lstm),

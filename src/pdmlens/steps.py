@@ -213,10 +213,15 @@ def _target(cfg: RunConfig, data: PreparedData) -> str:
     return "rul" if cfg.model.task == "rul" else data.horizon_col
 
 
+def eval_split(data: PreparedData) -> str:
+    """The split evaluate scores: the test split (true RUL from the source) or, without
+    one, the validation units."""
+    return "test" if data.test is not None and len(data.test) else "val"
+
+
 def eval_windows(cfg: RunConfig, data: PreparedData) -> tuple[str, WindowDataset, WindowDataset]:
-    """(split name, last window per unit, every window) scored by evaluate: the test split
-    (true RUL from the source) or, without one, the validation units."""
-    split = "test" if data.test is not None and len(data.test) else "val"
+    """(split name, last window per unit, every window) of :func:`eval_split`."""
+    split = eval_split(data)
     if cfg.model.task == "rul":
         target = RUL_RAW if split == "test" else "rul"
     else:
@@ -245,12 +250,10 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     best = est.history_[est.best_epoch_] if est.best_epoch_ >= 0 else est.history_[-1]
     history, best_epoch = est.history_, est.best_epoch_
     if cfg.model.lstm.refit:
-        both = WindowDataset(pd.concat([data.train, data.val], ignore_index=True),
-                             data.features, cfg.window.length, target=target,
-                             stride=cfg.window.stride, pad=cfg.window.pad)
         log.info("refit on train + validation units for %d epochs", best_epoch + 1)
-        est = LSTMEstimator.from_config(cfg).set_params(epochs=best_epoch + 1).fit(both, None)
+        est = refit_lstm(cfg, data, target, best_epoch)
     est.save(out / "lstm.pt")
+    _save_example(val, out)
     metrics = _clean({"train_seconds": time.perf_counter() - t0,
                       "best_epoch": best_epoch, "epochs_run": len(history),
                       "best_val_loss": best.get("val_loss"), "best_val_rmse": best.get("val_rmse")})
@@ -274,12 +277,34 @@ def train_forest(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path) 
     train, val = data.windows("train", cfg.window, target), data.windows("val", cfg.window, target)
     est = ForestEstimator.from_config(cfg).fit(train, val)
     est.save(out / "forest.joblib")
+    _save_example(val, out)
     metrics = _clean({"train_seconds": time.perf_counter() - t0,
                       **{f"val_{k}": v for k, v in getattr(est, "val_metrics_", {}).items()}})
     return StepOutput("train_forest", str(out), metrics=metrics,
                       info={"model": str(out / "forest.joblib"),
                             "n_features": len(est.feature_names_)},
                       seconds=time.perf_counter() - t0).save()
+
+
+def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, best_epoch: int) -> Any:
+    """A fresh LSTM trained on training + validation units for ``best_epoch + 1`` epochs
+    (the count early stopping chose), with no validation set."""
+    from pdmlens.models.lstm import LSTMEstimator
+
+    both = data.windows("train+val", cfg.window, target)
+    return LSTMEstimator.from_config(cfg).set_params(epochs=best_epoch + 1).fit(both, None)
+
+
+EXAMPLE_FILE = "input_example.npy"
+
+
+def _save_example(windows: WindowDataset, out: Path, n: int = 2) -> None:
+    """A couple of validation windows beside the model: its logged input example."""
+    np.save(out / EXAMPLE_FILE, windows.batch(np.arange(min(n, len(windows))))[0])
+
+
+def load_example(model_dir: str | Path) -> np.ndarray:
+    return np.load(Path(model_dir) / EXAMPLE_FILE)
 
 
 def load_models(lstm_dir: str | Path, forest_dir: str | Path) -> tuple[Any, Any]:
@@ -312,25 +337,30 @@ def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     preds = pd.DataFrame({"unit": every.window_units, "time": every.window_times,
                           "true": every.window_targets})
     cap = cfg.prepare.rul_cap
+    proto = None
+    if cfg.model.task == "horizon":
+        proto = M.last_full_windows(data.frame(split), data.features, cfg.window.length,
+                                    data.horizon_col)
+        proto = proto if len(proto) else last
+    pred_last: dict[str, np.ndarray] = {}
     for name, est in models.items():
-        preds[name] = est.predict(every)
+        preds[name] = est.predict(every)  # each window predicted once, reused below
         if cfg.model.task == "rul":
-            ev = M.evaluate_rul(est.predict, last, every, cap)
-            metrics.update({f"{name}_test_{k}": v for k, v in ev["last"].items()})
-            metrics.update({f"{name}_test_all_{k}": v for k, v in ev["all"].items()})
+            pred_last[name] = est.predict(last)
+            last_rep = M.regression_report(pred_last[name], last.window_targets, cap)
+            all_rep = M.regression_report(preds[name].to_numpy(), every.window_targets, cap)
         else:
-            proto = M.last_full_windows(data.frame(split), data.features, cfg.window.length,
-                                        data.horizon_col)
-            ev = M.evaluate_horizon(est.predict, proto if len(proto) else last, est.threshold_)
-            metrics.update({f"{name}_test_{k}": v for k, v in ev.items()})
-            ev_all = M.evaluate_horizon(est.predict, every, est.threshold_)
-            metrics.update({f"{name}_test_all_{k}": v for k, v in ev_all.items()})
+            last_rep = M.evaluate_horizon(est.predict, proto, est.threshold_)
+            all_rep = M.classification_report(preds[name].to_numpy(),
+                                              every.window_targets > 0.5, est.threshold_)
+        metrics.update({f"{name}_test_{k}": v for k, v in last_rep.items()})
+        metrics.update({f"{name}_test_all_{k}": v for k, v in all_rep.items()})
     if cfg.model.task == "rul":
         truth = last.window_targets
-        for name, est in models.items():
+        for name in models:
             label = f"{name} (RMSE {metrics[f'{name}_test_rmse']:.1f})"
             figures[f"figures/predicted_vs_true_{name}.png"] = _save_fig(
-                predicted_vs_true(est.predict(last), truth, cap=cap, label=label,
+                predicted_vs_true(pred_last[name], truth, cap=cap, label=label,
                                   title=f"{name}: predicted vs true RUL, last cycle per unit"),
                 out, f"predicted_vs_true_{name}")
         figures["figures/rul_trajectories.png"] = _save_fig(
@@ -552,7 +582,7 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     data = PreparedData.load(prepared_dir)
     lstm = LSTMEstimator.load(Path(lstm_dir) / "lstm.pt")
-    split, _, every = eval_windows(cfg, data)
+    split = eval_split(data)
     rul_target = "rul"
     train = data.windows("train", cfg.window, rul_target)
     val = data.windows("val", cfg.window, rul_target)
@@ -561,11 +591,12 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     va_idx = _sample(len(val), max_train, cfg.seed + 1)
     te_idx = _sample(len(test), max_train, cfg.seed + 2)
 
-    def sigs(ds: WindowDataset, idx: np.ndarray) -> dict[Any, np.ndarray]:
-        x = ds.batch(idx)[0].copy()
+    def sigs(x: np.ndarray) -> dict[Any, np.ndarray]:
         return {0: input_signature(x, "last_mean"), **signatures_from_lstm(lstm.network_.lstm, x)}
 
-    s_tr, s_va, s_te = sigs(train, tr_idx), sigs(val, va_idx), sigs(test, te_idx)
+    x_te = test.batch(te_idx)[0].copy()  # profiled, described and traced below
+    s_tr, s_va = sigs(train.batch(tr_idx)[0].copy()), sigs(val.batch(va_idx)[0].copy())
+    s_te = sigs(x_te)
     bins = list(sc.stage_bins)
     order = stage_names(bins)
     st_tr = stage_of(train.window_targets[tr_idx], bins)
@@ -588,7 +619,7 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
         clusters[layer] = clu.predict(s_te[layer])
         assign[f"cluster_{layer_label(layer)}"] = clusters[layer]
     assign.to_parquet(out / "clusters.parquet", index=False)
-    last_step = pd.DataFrame(test.batch(te_idx)[0][:, -1, :], columns=data.features)
+    last_step = pd.DataFrame(x_te[:, -1, :], columns=data.features)
     sentences = describe_clusters(clusters[choice.layer], st_te, last_step, top=3, order=order)
 
     nov, scores = novelty_by_layer(s_tr, s_va, s_va, s_te, method=sc.novelty_method,
@@ -598,8 +629,9 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     nov_out.index.name = "layer"
     nov_out.reset_index().to_parquet(out / "novelty.parquet", index=False)
 
-    sel_idx = te_idx[: min(len(te_idx), 1000)]
-    trace = extract_gates(lstm.network_.lstm, test.batch(sel_idx)[0].copy())
+    n_sel = min(len(te_idx), 1000)
+    sel_idx = te_idx[:n_sel]
+    trace = extract_gates(lstm.network_.lstm, x_te[:n_sel])
     rul_steps = test.window_targets[sel_idx][:, None] + np.arange(test.length - 1, -1, -1)[None]
     stages_t = stage_of(np.minimum(rul_steps, bins[-1]), bins)
     acts = {li + 1: np.asarray(layer["h"]) for li, layer in enumerate(trace.layers)}

@@ -384,8 +384,11 @@ class PreparedData:
     """right-censored training units (no labels), transformed, for scoring only."""
 
     def frame(self, split: str) -> pd.DataFrame:
+        """One split's frame; ``train+val`` is both labelled splits (for a refit)."""
+        if split == "train+val":
+            return pd.concat([self.train, self.val], ignore_index=True)
         if split not in ("train", "val", "test", "score"):
-            raise ValueError(f"unknown split {split!r}: train, val, test or score")
+            raise ValueError(f"unknown split {split!r}: train, val, train+val, test or score")
         out = getattr(self, split)
         if out is None:
             raise ValueError(f"this PreparedData has no {split} frame")

@@ -17,9 +17,7 @@ class HorizonMixin:
 
     task: str
     threshold_: float
-
-    def predict(self, x: Any) -> np.ndarray:  # pragma: no cover - provided by the estimator
-        raise NotImplementedError
+    predict: Any  # the estimator's own: P(failure within the horizon) for the horizon task
 
     def predict_proba(self, x: Any) -> np.ndarray:
         """[N, 2]: P(no failure within the horizon), P(failure within it). Horizon only."""
