@@ -93,6 +93,10 @@ def train_lstm_task(cfg: RunConfig, prepared_dir: str, out_dir: str, tracking: d
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
         epoch_log(epoch, row)
+        if "refit_train_loss" in row:  # the refit on training + validation units
+            logger.info("LSTM refit epoch %d: train loss %.4f", epoch + 1,
+                        row["refit_train_loss"])
+            return
         logger.info("LSTM epoch %d/%d: train loss %.4f, validation loss %s", epoch + 1,
                     cfg.model.lstm.epochs, row["train_loss"],
                     f"{row['val_loss']:.4f}" if "val_loss" in row else "-")

@@ -13,7 +13,7 @@ from pdmlens.config import RunConfig
 from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
 from pdmlens.models import metrics as M
-from pdmlens.models.lstm import LSTMEstimator, LSTMNet
+from pdmlens.models.lstm import LSTMEstimator, LSTMNet, augment
 
 FEATURES = ["sensor_a", "sensor_b"]
 
@@ -100,6 +100,26 @@ def test_same_seed_same_bits_different_seed_differs():
     torch.manual_seed(123)
     _small(epochs=1).fit(train)
     torch.testing.assert_close(torch.rand(3), expected)
+
+
+def test_level_noise_shifts_whole_windows_and_repeats_for_a_seed():
+    x = torch.arange(2 * 5 * 3, dtype=torch.float32).reshape(2, 5, 3)
+    assert augment(x) is x
+    torch.manual_seed(0)
+    shifted = augment(x, level_noise=1.0) - x
+    # one offset per window and feature, the same at every step, different across windows
+    torch.testing.assert_close(shifted, shifted[:, :1].expand_as(shifted))
+    assert shifted[:, 0].abs().min() > 0 and not torch.equal(shifted[0, 0], shifted[1, 0])
+    jitter = augment(x, noise=1.0) - x
+    assert jitter.std(dim=1).min() > 0  # step noise varies along time
+    # the augmentation is part of the seeded training: same seed, same bits; and it is
+    # used (the fitted weights differ from those trained without it)
+    train, val = _data()
+    xv = val.all_windows()
+    a = _small(level_noise=0.5, input_noise=0.1).fit(train, val).predict(xv)
+    b = _small(level_noise=0.5, input_noise=0.1).fit(train, val).predict(xv)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, _small().fit(train, val).predict(xv))
 
 
 def test_predict_accepts_arrays_tensors_datasets_any_length():

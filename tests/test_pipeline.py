@@ -169,15 +169,17 @@ def test_registered_models_load_and_predict_as_before(first_run: dict, root: Pat
         model = tracker.load_model(f"models:/{name}@champion")
         np.testing.assert_array_equal(model.predict(x), est.predict(x))
     # the LSTM loads for any window length
-    longer = data.windows("test", data_window(40), None).batch(np.arange(3))[0].copy()
+    longer = data.windows("test", data_window(RunConfig().window.length + 10),
+                          None).batch(np.arange(3))[0].copy()
     lstm_model = tracker.load_model("models:/pdmlens-lstm-simulated@champion")
     np.testing.assert_array_equal(lstm_model.predict(longer), lstm.predict(longer))
 
 
-def data_window(length: int = 30):
+def data_window(length: int | None = None):
+    """The run's window (the forest reads exactly its length), or another length."""
     from pdmlens.config import WindowConfig
 
-    return WindowConfig(length=length)
+    return WindowConfig(length=length or RunConfig().window.length)
 
 
 def test_second_run_reuses_cached_ingest_and_prepare(first_run: dict, root: Path) -> None:

@@ -71,14 +71,36 @@ def test_steps_end_to_end_write_what_they_say(cfg: RunConfig, tmp_path: Path) ->
 def test_refit_trains_on_train_and_validation_units(cfg: RunConfig, tmp_path: Path) -> None:
     steps.ingest(cfg, tmp_path / "i")
     steps.prepare(cfg, tmp_path / "i", tmp_path / "p")
+    rows: list[dict] = []
     out = steps.train_lstm(cfg.with_overrides(["model.lstm.refit=true"]), tmp_path / "p",
-                           tmp_path / "l")
+                           tmp_path / "l", callback=lambda e, row: rows.append(row))
     est = LSTMEstimator.load(tmp_path / "l" / "lstm.pt")
     first_fit = out.info["history"]
     assert len(first_fit) == 2 and all("val_loss" in h for h in first_fit)
     # the refit ran best_epoch + 1 epochs without validation units
     assert len(est.history_) == out.metrics["best_epoch"] + 1
     assert all("val_loss" not in h for h in est.history_)
+    # progress of both fits reaches the caller, the refit's under refit_* names
+    refit_rows = [r for r in rows if "refit_train_loss" in r]
+    assert len(rows) - len(refit_rows) == 2 and len(refit_rows) == len(est.history_)
+    assert [r["refit_train_loss"] for r in refit_rows] == [h["train_loss"] for h in est.history_]
+
+
+def test_refit_keeps_the_task_and_the_validation_chosen_threshold(
+        cfg: RunConfig, tmp_path: Path) -> None:
+    from pdmlens.data.prepare import PreparedData
+
+    hcfg = cfg.with_overrides(["model.task=horizon"])
+    steps.ingest(hcfg, tmp_path / "i")
+    steps.prepare(hcfg, tmp_path / "i", tmp_path / "p")
+    data = PreparedData.load(tmp_path / "p")
+    col = data.horizon_col
+    early = LSTMEstimator.from_config(hcfg).fit(data.windows("train", hcfg.window, col),
+                                               data.windows("val", hcfg.window, col))
+    refit = steps.refit_lstm(hcfg, data, col, early)
+    assert refit.task == "horizon" and len(refit.history_) == early.best_epoch_ + 1
+    # no unit is left to choose a threshold on: the early-stopped model's choice is kept
+    assert refit.threshold_ == early.threshold_ != 0.5
 
 
 def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path: Path) -> None:

@@ -251,7 +251,10 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     history, best_epoch = est.history_, est.best_epoch_
     if cfg.model.lstm.refit:
         log.info("refit on train + validation units for %d epochs", best_epoch + 1)
-        est = refit_lstm(cfg, data, target, best_epoch)
+        refit_cb = None if callback is None else (
+            lambda e, row: callback(e, {k if k == "epoch" else f"refit_{k}": v
+                                        for k, v in row.items()}))
+        est = refit_lstm(cfg, data, target, est, callback=refit_cb)
     est.save(out / "lstm.pt")
     _save_example(val, out)
     metrics = _clean({"train_seconds": time.perf_counter() - t0,
@@ -286,13 +289,20 @@ def train_forest(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path) 
                       seconds=time.perf_counter() - t0).save()
 
 
-def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, best_epoch: int) -> Any:
-    """A fresh LSTM trained on training + validation units for ``best_epoch + 1`` epochs
-    (the count early stopping chose), with no validation set."""
+def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, early: Any,
+               callback: EpochCallback | None = None) -> Any:
+    """A fresh LSTM trained on training + validation units for the epoch count early
+    stopping chose for ``early`` (its learning-rate schedule then runs to its end), with no
+    validation set. It keeps ``early``'s validation-chosen decision threshold (horizon task),
+    as no unit is left to choose one on. ``callback`` gets each epoch's progress (the
+    pipeline logs it as ``refit_*`` metrics)."""
     from pdmlens.models.lstm import LSTMEstimator
 
     both = data.windows("train+val", cfg.window, target)
-    return LSTMEstimator.from_config(cfg).set_params(epochs=best_epoch + 1).fit(both, None)
+    est = LSTMEstimator.from_config(cfg, task=early.task).set_params(
+        epochs=early.best_epoch_ + 1).fit(both, None, callback=callback)
+    est.threshold_ = float(early.threshold_)
+    return est
 
 
 EXAMPLE_FILE = "input_example.npy"
