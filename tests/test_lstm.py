@@ -12,8 +12,7 @@ import torch
 from pdmlens.config import RunConfig
 from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
-from pdmlens.models import metrics as M
-from pdmlens.models.lstm import LSTMEstimator, LSTMNet, augment
+from pdmlens.models.lstm import LSTMEstimator, LSTMNet, augment, fit_horizon_scale
 
 FEATURES = ["sensor_a", "sensor_b"]
 
@@ -182,21 +181,66 @@ def test_rul_learns_the_trend():
     assert np.sqrt(np.mean((pred - truth) ** 2)) < 0.6 * constant
 
 
-def test_horizon_task_gives_probabilities():
-    train, val = _data("fails_within_5")
-    est = _small(task="horizon", epochs=3).fit(train, val)
+def test_horizon_task_learns_the_rul_and_gives_probabilities():
+    train, val = _data()  # the target is the RUL; the label (RUL <= 5) is derived
+    est = _small(task="horizon", horizon=5, horizon_cap=2.0, epochs=3).fit(train, val)
     p = est.predict(val)
     assert p.dtype == np.float32 and np.all((p > 0) & (p < 1))
     proba = est.predict_proba(val)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(proba[:, 1], p)
-    # the decision threshold is the best-F1 one on the validation units
-    assert est.threshold_ == M.best_f1_threshold(p, val.window_targets > 0.5)
-    np.testing.assert_array_equal(est.predict_label(val), (p >= est.threshold_).astype(int))
-    fixed = _small(task="horizon", epochs=1, threshold=0.5).fit(train, val)
-    assert fixed.threshold_ == 0.5
+    # the network regresses the RUL capped at horizon_cap horizons (10 cycles here) ...
+    assert est._scale() == 10.0 and est.history_[0]["val_rmse"] > 0
+    rul = est._outputs(val, raw=True).astype(np.float64) * 10.0
+    # ... and P(fail within 5) = sigmoid((5.5 - RUL) / s), s fitted on the validation units
+    s = est.horizon_scale_
+    np.testing.assert_allclose(p, 1 / (1 + np.exp(-(5.5 - rul) / s)), rtol=1e-5, atol=1e-6)
+    assert s == fit_horizon_scale(rul.astype(np.float32), val.window_targets, 5)
+    # the decision is the horizon itself: threshold 0.5 <=> predicted RUL <= 5.5
+    assert est.threshold_ == 0.5
+    np.testing.assert_array_equal(est.predict_label(val), (p >= 0.5).astype(int))
+    fixed = _small(task="horizon", horizon=5, epochs=1, threshold=0.3).fit(train, val)
+    assert fixed.threshold_ == 0.3
     with pytest.raises(ValueError):
         _small().fit(*_data()).predict_proba(val)
+
+
+def test_horizon_task_refuses_a_label_target_and_a_cap_below_the_horizon():
+    with pytest.raises(ValueError, match="remaining useful life.*fails_within_5"):
+        _small(task="horizon", horizon=5).fit(*_data("fails_within_5"))
+    with pytest.raises(ValueError, match="never exceeds the horizon"):
+        _small(task="horizon", horizon=20).fit(*_data())  # the RUL is capped at 15
+    with pytest.raises(ValueError, match="horizon_cap"):
+        _small(task="horizon", horizon=5, horizon_cap=1.0).fit(*_data())
+    with pytest.raises(ValueError, match="horizon task"):
+        _small().fit(*_data()).set_horizon_scale(2.0)
+
+
+def test_fit_horizon_scale_is_the_log_loss_minimiser():
+    # z = h + 0.5 - rul = (1, 1, -1, -1), labels (1, 0, 0, 0): the gradient
+    # sum((sigmoid(w z) - y) z) = 4 sigmoid(w) - 3 vanishes at w = ln 3, s = 1 / ln 3
+    rul = np.array([4.5, 4.5, 6.5, 6.5])
+    true = np.array([2.0, 9.0, 9.0, 9.0])
+    assert fit_horizon_scale(rul, true, 5) == pytest.approx(1 / np.log(3), rel=1e-9)
+    # perfectly separated: as sharp as allowed; one class wrong everywhere: as flat
+    assert fit_horizon_scale(rul, np.array([2.0, 2.0, 9.0, 9.0]), 5) == 0.05
+    assert fit_horizon_scale(rul, np.array([9.0, 9.0, 2.0, 2.0]), 5) == 1000.0
+
+
+def test_horizon_model_saves_and_loads_and_reads_models_saved_before_the_shift(tmp_path):
+    train, val = _data()
+    est = _small(task="horizon", horizon=5).fit(train, val)
+    path = est.save(tmp_path / "h.pt")
+    back = LSTMEstimator.load(path)
+    assert back.horizon_scale_ == est.horizon_scale_
+    x = val.all_windows()
+    np.testing.assert_array_equal(back.predict(x), est.predict(x))
+    rul = _small().fit(train, val)
+    payload = torch.load(rul.save(tmp_path / "r.pt"), weights_only=True)
+    del payload["state_dict"]["out_shift"]
+    torch.save(payload, tmp_path / "old.pt")
+    np.testing.assert_array_equal(LSTMEstimator.load(tmp_path / "old.pt").predict(x),
+                                  rul.predict(x))
 
 
 def test_from_config_uses_run_parameters():
@@ -205,6 +249,7 @@ def test_from_config_uses_run_parameters():
     )
     est = LSTMEstimator.from_config(cfg)
     assert (est.seed, est.hidden_size, est.rul_cap, est.task) == (7, 5, 99.0, "horizon")
+    assert (est.horizon, est.horizon_cap) == (30, 3.0)
     assert LSTMEstimator.from_config(cfg, task="rul").task == "rul"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pdmlens import steps
@@ -86,7 +87,7 @@ def test_refit_trains_on_train_and_validation_units(cfg: RunConfig, tmp_path: Pa
     assert [r["refit_train_loss"] for r in refit_rows] == [h["train_loss"] for h in est.history_]
 
 
-def test_refit_keeps_the_task_and_the_validation_chosen_threshold(
+def test_refit_keeps_the_task_and_the_validation_fitted_calibration(
         cfg: RunConfig, tmp_path: Path) -> None:
     from pdmlens.data.prepare import PreparedData
 
@@ -94,13 +95,18 @@ def test_refit_keeps_the_task_and_the_validation_chosen_threshold(
     steps.ingest(hcfg, tmp_path / "i")
     steps.prepare(hcfg, tmp_path / "i", tmp_path / "p")
     data = PreparedData.load(tmp_path / "p")
-    col = data.horizon_col
-    early = LSTMEstimator.from_config(hcfg).fit(data.windows("train", hcfg.window, col),
-                                               data.windows("val", hcfg.window, col))
+    col = steps.LSTM_TARGET
+    early = LSTMEstimator.from_config(hcfg, task="horizon").set_params(threshold=0.4).fit(
+        data.windows("train", hcfg.window, col), data.windows("val", hcfg.window, col))
     refit = steps.refit_lstm(hcfg, data, col, early)
     assert refit.task == "horizon" and len(refit.history_) == early.best_epoch_ + 1
-    # no unit is left to choose a threshold on: the early-stopped model's choice is kept
-    assert refit.threshold_ == early.threshold_ != 0.5
+    # no unit is left to fit on: the early-stopped model's threshold and scale are kept
+    assert refit.threshold_ == early.threshold_ == 0.4
+    assert refit.horizon_scale_ == early.horizon_scale_
+    x = data.windows("val", hcfg.window, col).all_windows()
+    rul = refit._outputs(x, raw=True).astype(np.float64) * refit._scale()
+    np.testing.assert_allclose(
+        refit.predict(x), 1 / (1 + np.exp(-(30.5 - rul) / early.horizon_scale_)), atol=1e-6)
 
 
 def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path: Path) -> None:

@@ -186,6 +186,11 @@ class LSTMConfig(_Frozen):
     """train the head on the last that many steps of each window (1: the last only)."""
     forget_bias: float | None = 3.0
     """initial forget-gate bias (None: PyTorch's default initialisation)."""
+    horizon_cap: float = 3.0
+    """horizon task: the network regresses the RUL capped at this many horizons and turns
+    it into P(failure within the horizon); the label itself is never the training target
+    (chosen on FD001 validation units among 1.5, 2 and 3 horizons, the label and the RUL
+    task's own cap: docs/model_choices.md)."""
     refit: bool = True
     """after early stopping, retrain on training + validation units for the best epoch
     count (the schedule then runs to its end): about 1.7 times the training time, and on

@@ -210,7 +210,13 @@ def prepare(cfg: RunConfig, ingest_dir: str | Path, out_dir: str | Path) -> Step
 
 
 def _target(cfg: RunConfig, data: PreparedData) -> str:
+    """The column the forest learns and the explain step reads: the capped RUL or the
+    failure-within-horizon label. The LSTM learns the RUL for both tasks (LSTM_TARGET)."""
     return "rul" if cfg.model.task == "rul" else data.horizon_col
+
+
+LSTM_TARGET = "rul"
+"""the LSTM learns the capped RUL for both tasks (its horizon task derives the label)"""
 
 
 def eval_split(data: PreparedData) -> str:
@@ -244,7 +250,7 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     data = PreparedData.load(prepared_dir)
-    target = _target(cfg, data)
+    target = LSTM_TARGET
     train, val = data.windows("train", cfg.window, target), data.windows("val", cfg.window, target)
     est = LSTMEstimator.from_config(cfg).fit(train, val, callback=callback)
     best = est.history_[est.best_epoch_] if est.best_epoch_ >= 0 else est.history_[-1]
@@ -293,15 +299,17 @@ def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, early: Any,
                callback: EpochCallback | None = None) -> Any:
     """A fresh LSTM trained on training + validation units for the epoch count early
     stopping chose for ``early`` (its learning-rate schedule then runs to its end), with no
-    validation set. It keeps ``early``'s validation-chosen decision threshold (horizon task),
-    as no unit is left to choose one on. ``callback`` gets each epoch's progress (the
-    pipeline logs it as ``refit_*`` metrics)."""
+    validation set. It keeps ``early``'s decision threshold and, for the horizon task, the
+    probability scale fitted on the validation units, as no unit is left to fit them on.
+    ``callback`` gets each epoch's progress (the pipeline logs it as ``refit_*`` metrics)."""
     from pdmlens.models.lstm import LSTMEstimator
 
     both = data.windows("train+val", cfg.window, target)
     est = LSTMEstimator.from_config(cfg, task=early.task).set_params(
         epochs=early.best_epoch_ + 1).fit(both, None, callback=callback)
     est.threshold_ = float(early.threshold_)
+    if early.task == "horizon":
+        est.set_horizon_scale(early.horizon_scale_)
     return est
 
 

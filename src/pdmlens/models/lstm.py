@@ -1,8 +1,14 @@
 """The LSTM estimator: an ``nn.LSTM`` stack and a linear head on the last hidden state.
 
 Two tasks share one network shape: ``rul`` (regression of the capped remaining useful life)
-and ``horizon`` (will the unit fail within h cycles: a logit trained with BCE). The network
-is deliberately plain, a ``torch.nn.LSTM`` (batch_first) and an ``nn.Linear``, because the
+and ``horizon`` (will the unit fail within h cycles). The horizon task learns from the
+remaining life itself, not from the 0/1 label: it regresses the RUL capped at
+``horizon_cap`` horizons (resolution where the decision is made, nothing spent on telling
+120 cycles from 200), and turns the prediction into P(failure within h) =
+sigmoid((h + 0.5 - RUL) / s), with the scale s fitted on the validation units. The decision
+sits at the horizon itself (RUL <= h + 0.5), so no threshold has to be tuned on a few
+validation units; docs/model_choices.md has the figures behind this choice. The network is
+deliberately plain, a ``torch.nn.LSTM`` (batch_first) and an ``nn.Linear``, because the
 explain step recomputes every gate from the LSTM's own weights and must match it exactly.
 
 Training is written for a small CPU as much as for a GPU: windows are gathered straight
@@ -59,8 +65,9 @@ SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
 class LSTMNet(nn.Module):
     """``lstm`` (nn.LSTM, batch_first) -> dropout -> ``head`` (nn.Linear) on the last step.
 
-    ``forward(x [N, T, F]) -> [N]`` in the task's scale: RUL in cycles (the head's output
-    times ``out_scale``, the RUL cap) or the failure logit (``out_scale`` = 1).
+    ``forward(x [N, T, F]) -> [N]`` in the task's scale, ``head * out_scale + out_shift``:
+    RUL in cycles (``out_scale`` the RUL cap, no shift) or the failure logit
+    ((h + 0.5 - RUL) / s for the horizon task, set by :meth:`LSTMEstimator.set_horizon_scale`).
     """
 
     def __init__(
@@ -92,17 +99,18 @@ class LSTMNet(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, 1)
         self.register_buffer("out_scale", torch.tensor(float(out_scale)))
+        self.register_buffer("out_shift", torch.tensor(0.0))
 
     def forward_scaled(self, x: torch.Tensor, steps: int = 1) -> torch.Tensor:
-        """The head's raw output (RUL / cap for the rul task, the logit for horizon): [N]
-        for the last step, or [N, steps] for the last ``steps`` steps."""
+        """The head's raw output, the RUL over its cap: [N] for the last step, or
+        [N, steps] for the last ``steps`` steps."""
         out, _ = self.lstm(x)
         if steps == 1:
             return self.head(self.drop(out[:, -1])).squeeze(-1)
         return self.head(self.drop(out[:, -steps:])).squeeze(-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_scaled(x) * self.out_scale
+        return self.forward_scaled(x) * self.out_scale + self.out_shift
 
 
 def resolve_device(device: str) -> torch.device:
@@ -136,11 +144,14 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
     """An LSTM for RUL regression (``task="rul"``) or failure within a horizon
     (``task="horizon"``), trained on sliding windows with early stopping.
 
-    ``fit(train, val)`` takes WindowDatasets whose target is the capped RUL (rul) or the 0/1
-    label ``fails_within_<h>`` (horizon). ``predict`` returns RUL in cycles, or for the
-    horizon task the probability of failure within the horizon (``predict_proba`` gives
-    sklearn's [N, 2] and ``predict_label`` thresholds at ``threshold_``: ``threshold``
-    when given, else the threshold with the best F1 on the validation units).
+    ``fit(train, val)`` takes WindowDatasets whose target is the remaining useful life (the
+    capped ``rul`` column), for both tasks: the horizon task regresses it capped at
+    ``horizon_cap`` x ``horizon`` cycles and derives the label (RUL <= ``horizon``) itself.
+    ``predict`` returns RUL in cycles, or for the horizon task P(failure within the
+    horizon) = sigmoid((horizon + 0.5 - RUL) / ``horizon_scale_``), the scale fitted on the
+    validation units (log loss). ``predict_proba`` gives sklearn's [N, 2] and
+    ``predict_label`` thresholds at ``threshold_``: ``threshold`` when given, else 0.5,
+    which is predicted RUL <= horizon + 0.5.
 
     Parameters beyond the obvious: ``schedule`` (``onecycle`` | ``cosine`` | ``plateau`` |
     ``constant``) sets the learning rate per step; ``average_last`` = k > 1 judges and
@@ -175,6 +186,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         num_threads: int | None = 1,
         eval_batch_size: int = 2048,
         threshold: float | None = None,
+        horizon: int = 30,
+        horizon_cap: float = 3.0,
     ) -> None:
         self.task = task
         self.hidden_size = hidden_size
@@ -199,11 +212,13 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         self.num_threads = num_threads
         self.eval_batch_size = eval_batch_size
         self.threshold = threshold
+        self.horizon = horizon
+        self.horizon_cap = horizon_cap
 
     # ------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, cfg: RunConfig, task: str | None = None) -> LSTMEstimator:
-        """An estimator with the run's LSTM parameters, task, seed and RUL cap."""
+        """An estimator with the run's LSTM parameters, task, seed, RUL cap and horizon."""
         c = cfg.model.lstm
         return cls(
             task=task or cfg.model.task,
@@ -227,6 +242,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             seed=cfg.seed,
             rul_cap=cfg.prepare.rul_cap,
             num_threads=c.num_threads,
+            horizon=cfg.prepare.horizon,
+            horizon_cap=c.horizon_cap,
         )
 
     def _check_params(self) -> None:
@@ -236,13 +253,19 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.task == "rul" and not (self.rul_cap and self.rul_cap > 0):
             raise ValueError("the rul task needs a positive rul_cap (the target's scale)")
+        if self.task == "horizon" and not (self.horizon >= 1 and self.horizon_cap > 1):
+            raise ValueError("the horizon task needs horizon >= 1 and horizon_cap > 1 "
+                             f"(got {self.horizon}, {self.horizon_cap})")
         if self.epochs < 1 or self.batch_size < 1 or self.hidden_size < 1:
             raise ValueError("epochs, batch_size and hidden_size must be >= 1")
         if self.average_last < 1:
             raise ValueError("average_last must be >= 1")
 
     def _scale(self) -> float:
-        return float(self.rul_cap) if self.task == "rul" else 1.0
+        """The cap of the RUL the network regresses, and its output scale while learning."""
+        if self.task == "rul":
+            return float(self.rul_cap)
+        return float(self.horizon_cap) * float(self.horizon)
 
     def _new_network(self, n_features: int) -> LSTMNet:
         return LSTMNet(
@@ -260,8 +283,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         """Train on ``train``'s windows; early-stop on ``val`` (restoring its best epoch).
 
         ``callback(epoch, metrics)`` is called after every epoch (0-based) with
-        ``train_loss``, ``val_loss`` (and ``val_rmse`` in cycles for rul, ``val_f1`` etc.
-        not computed: losses only), ``lr`` and ``seconds``.
+        ``train_loss``, ``val_loss`` and ``val_rmse`` (in cycles, of the capped RUL), ``lr``
+        and ``seconds``.
         """
         self._check_params()
         if train.targets is None:
@@ -270,21 +293,23 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             raise ValueError("the training WindowDataset has no windows")
         if val is not None and list(val.features) != list(train.features):
             raise ValueError("train and val windows must have the same features, in order")
+        if self.task == "horizon":
+            _check_rul_target(train, int(self.horizon))
         device = resolve_device(self.device)
         with _torch_state(self.num_threads, int(self.seed), device):
             self._fit(train, val, callback, device)
         return self
 
     def _loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-        if self.task == "rul":
-            return nn.functional.mse_loss
-        return nn.functional.binary_cross_entropy_with_logits
+        return nn.functional.mse_loss
+
+    def _scaled_targets(self, y: np.ndarray) -> np.ndarray:
+        """RUL -> min(RUL, cap) / cap, float32: what the head learns."""
+        cap = np.float32(self._scale())
+        return np.minimum(np.asarray(y, dtype=np.float32), cap) / cap
 
     def _target(self, y: np.ndarray, device: torch.device) -> torch.Tensor:
-        t = torch.from_numpy(np.asarray(y, dtype=np.float32))
-        if self.task == "rul":
-            t = t / float(self.rul_cap)
-        return t.to(device)
+        return torch.from_numpy(self._scaled_targets(y)).to(device)
 
     def _fit(
         self,
@@ -304,15 +329,10 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         pin = device.type == "cuda"
         buf = torch.empty((bs, train.length, n_feat), dtype=torch.float32, pin_memory=pin)
         buf_np = buf.numpy()
-        targets = train.window_targets.astype(np.float32)
-        if self.task == "rul":
-            targets = targets / np.float32(self.rul_cap)
-        targets_t = torch.from_numpy(targets)
+        targets_t = torch.from_numpy(self._scaled_targets(train.window_targets))
         noise, level = float(self.input_noise), float(self.level_noise)
         steps = min(int(self.target_steps), train.length)
-        row_targets = torch.from_numpy(train.targets.astype(np.float32))
-        if self.task == "rul":
-            row_targets = row_targets / float(self.rul_cap)
+        row_targets = torch.from_numpy(self._scaled_targets(train.targets))
 
         self.history_: list[dict[str, float]] = []
         self.best_epoch_ = -1
@@ -358,8 +378,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             if val is not None and len(val):
                 val_loss = self._eval_loss(judged, val, device)
                 row["val_loss"] = val_loss
-                if self.task == "rul":
-                    row["val_rmse"] = math.sqrt(val_loss) * float(self.rul_cap)
+                row["val_rmse"] = math.sqrt(val_loss) * self._scale()
                 monitor = val_loss
             else:
                 monitor = row["train_loss"]
@@ -399,12 +418,13 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(train.features, dtype=object)
         self.window_length_ = train.length
         self.threshold_ = 0.5 if self.threshold is None else float(self.threshold)
-        if self.task == "horizon" and self.threshold is None and val is not None and len(val):
-            from pdmlens.models.metrics import best_f1_threshold
-
-            self.threshold_ = best_f1_threshold(self.predict(val), val.window_targets > 0.5)
-            log.info("decision threshold %.3f (best F1 on the validation units)",
-                     self.threshold_)
+        if self.task == "horizon":
+            on = val if val is not None and len(val) else train
+            rul = self._outputs(on, raw=True) * np.float32(self._scale())
+            self.set_horizon_scale(fit_horizon_scale(rul, on.window_targets, self.horizon))
+            log.info("P(failure within %d) = sigmoid((%.1f - RUL) / %.2f), scale fitted on "
+                     "the %s units", self.horizon, self.horizon + 0.5, self.horizon_scale_,
+                     "validation" if on is val else "training")
 
     def _scheduler(self, opt: torch.optim.Optimizer, steps: int):
         """(scheduler, stepped per batch?)."""
@@ -439,11 +459,29 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
                 f"this {type(self).__name__} is not fitted yet: call fit() or load() first"
             )
 
-    def _outputs(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
-        """The network's outputs [N] in the task's scale (cycles or logits)."""
+    def set_horizon_scale(self, scale: float) -> LSTMEstimator:
+        """Horizon task: P(failure within h) = sigmoid((h + 0.5 - RUL) / ``scale``) from now
+        on (the refit carries over the scale fitted on the validation units this way)."""
+        self._check_fitted()
+        if self.task != "horizon":
+            raise ValueError("set_horizon_scale is for the horizon task")
+        if not scale > 0:
+            raise ValueError(f"the horizon scale must be > 0, got {scale}")
+        self.horizon_scale_ = float(scale)
+        net = self.network_
+        with torch.no_grad():
+            net.out_scale.fill_(-self._scale() / self.horizon_scale_)
+            net.out_shift.fill_((float(self.horizon) + 0.5) / self.horizon_scale_)
+        return self
+
+    def _outputs(self, x: np.ndarray | torch.Tensor | WindowDataset,
+                 raw: bool = False) -> np.ndarray:
+        """The network's outputs [N] in the task's scale (cycles or logits), or with
+        ``raw`` the head's (RUL over its cap)."""
         self._check_fitted()
         net, dev = self.network_, self.device_
         net.eval()
+        fwd = net.forward_scaled if raw else net
         bs = int(self.eval_batch_size)
         if isinstance(x, WindowDataset):
             if list(x.features) != [str(f) for f in self.feature_names_in_]:
@@ -454,7 +492,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             out = np.empty(len(x), dtype=np.float32)
             with torch.inference_mode():
                 for idx, xb, _ in x.iter_batches(bs):
-                    out[idx] = net(torch.from_numpy(xb).to(dev)).cpu().numpy()
+                    out[idx] = fwd(torch.from_numpy(xb).to(dev)).cpu().numpy()
             return out
         t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x, np.float32))
         if t.ndim == 2:
@@ -467,7 +505,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         out = np.empty(t.shape[0], dtype=np.float32)
         with torch.inference_mode():
             for s in range(0, t.shape[0], bs):
-                out[s : s + bs] = net(t[s : s + bs].to(dev)).cpu().numpy()
+                out[s : s + bs] = fwd(t[s : s + bs].to(dev)).cpu().numpy()
         return out
 
     def predict(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
@@ -494,6 +532,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             "best_epoch": int(self.best_epoch_),
             "threshold": float(self.threshold_),
         }
+        if self.task == "horizon" and hasattr(self, "horizon_scale_"):
+            payload["horizon_scale"] = float(self.horizon_scale_)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)
         tmp.replace(path)
@@ -511,7 +551,9 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         est = cls(**params)
         names = payload["feature_names"]
         net = est._new_network(len(names))
-        net.load_state_dict(payload["state_dict"])
+        state = dict(payload["state_dict"])
+        state.setdefault("out_shift", torch.tensor(0.0))  # saved before the shift existed
+        net.load_state_dict(state)
         dev = resolve_device(est.device)
         est.network_ = net.to(dev).eval()
         est.device_ = dev
@@ -521,6 +563,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         est.history_ = list(payload["history"])
         est.best_epoch_ = int(payload["best_epoch"])
         est.threshold_ = float(payload.get("threshold", 0.5))
+        if "horizon_scale" in payload:
+            est.horizon_scale_ = float(payload["horizon_scale"])
         return est
 
 
@@ -541,6 +585,46 @@ def augment(x: torch.Tensor, noise: float = 0.0, level_noise: float = 0.0) -> to
             (x.shape[0], 1, x.shape[2]), dtype=x.dtype, device=x.device
         )
     return x
+
+
+def _check_rul_target(train: WindowDataset, horizon: int) -> None:
+    """The horizon task learns from the remaining life: refuse the 0/1 label, and a RUL
+    that never exceeds the horizon (nothing to learn the boundary from)."""
+    y = train.window_targets
+    if np.all((y == 0) | (y == 1)):
+        raise ValueError(
+            f"the horizon task learns from the remaining useful life: give windows whose "
+            f"target is the RUL (e.g. 'rul'), not a 0/1 label ({train.target!r})")
+    if not np.nanmax(y) > horizon:
+        raise ValueError(
+            f"the training RUL ({train.target!r}) never exceeds the horizon ({horizon}): "
+            "raise prepare.rul_cap above it")
+
+
+def fit_horizon_scale(rul: np.ndarray, true_rul: np.ndarray, horizon: float,
+                      bounds: tuple[float, float] = (0.05, 1000.0)) -> float:
+    """The scale s (cycles) that makes sigmoid((h + 0.5 - rul) / s) the best-calibrated
+    P(true RUL <= h) on these windows (least log loss): a one-parameter logistic
+    regression, convex in 1/s, solved by bisection on its gradient. When the windows
+    separate perfectly (or hold one class) s goes to the lower bound: a sharp decision."""
+    z = (float(horizon) + 0.5 - np.asarray(rul, dtype=np.float64)).ravel()
+    y = (np.asarray(true_rul, dtype=np.float64).ravel() <= horizon).astype(np.float64)
+
+    def grad(w: float) -> float:
+        return float(np.sum((1.0 / (1.0 + np.exp(-np.clip(w * z, -50, 50))) - y) * z))
+
+    lo, hi = math.log(1.0 / bounds[1]), math.log(1.0 / bounds[0])  # in log(1/s)
+    if grad(math.exp(lo)) >= 0:
+        return float(bounds[1])
+    if grad(math.exp(hi)) <= 0:
+        return float(bounds[0])
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        if grad(math.exp(mid)) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return float(math.exp(-0.5 * (lo + hi)))
 
 
 def _average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
