@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -112,15 +113,25 @@ def test_refit_keeps_the_task_and_the_validation_fitted_calibration(
 def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path: Path) -> None:
     hcfg = cfg.with_overrides(["model.task=horizon"])
     w = tmp_path
-    steps.ingest(hcfg, w / "i")
-    steps.prepare(hcfg, w / "i", w / "p")
-    steps.train_lstm(hcfg, w / "p", w / "l")
-    steps.train_forest(hcfg, w / "p", w / "f")
-    ev = steps.evaluate(hcfg, w / "p", w / "l", w / "f", w / "e")
+    outs = {"ingest": steps.ingest(hcfg, w / "i"),
+            "prepare": steps.prepare(hcfg, w / "i", w / "p")}
+    tr = outs["train_lstm"] = steps.train_lstm(hcfg, w / "p", w / "l")
+    # the probability's scale is fitted on the validation units and logged for analysts
+    assert tr.metrics["horizon_scale"] == LSTMEstimator.load(w / "l" / "lstm.pt").horizon_scale_
+    assert tr.info["decision"].startswith("P(failure within 30 cycles) = sigmoid((30.5 - ")
+    assert tr.info["decision"].endswith("an alarm at 0.5, i.e. predicted RUL <= 30.5")
+    outs["train_forest"] = steps.train_forest(hcfg, w / "p", w / "f")
+    ev = outs["evaluate"] = steps.evaluate(hcfg, w / "p", w / "l", w / "f", w / "e")
     assert ev.info["key"] == "all_pr_auc"
     for name in ("lstm", "forest"):
         # every test window is scored too: the last windows alone may hold no failure
         assert ev.metrics[f"{name}_test_all_n"] > ev.metrics[f"{name}_test_n"]
         assert 0.0 <= ev.metrics[f"{name}_test_all_roc_auc"] <= 1.0
-    ex = steps.explain(hcfg, w / "p", w / "l", w / "f", w / "x")
+    ex = outs["explain"] = steps.explain(hcfg, w / "p", w / "l", w / "f", w / "x")
     assert "figures/gates_near_failure.png" in ex.figures
+    # the analyst reads how an alarm is raised in the summary, the markdown and the report
+    rule = tr.info["decision"]
+    assert summary(outs)["lstm"]["decision"] == rule
+    assert f"LSTM alarm rule: {rule}" in markdown(summary(outs))
+    assert html.escape(f"The LSTM's alarm rule: {rule}.") in build_report(
+        outs, "tiny")

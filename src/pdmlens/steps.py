@@ -265,12 +265,21 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     _save_example(val, out)
     metrics = _clean({"train_seconds": time.perf_counter() - t0,
                       "best_epoch": best_epoch, "epochs_run": len(history),
-                      "best_val_loss": best.get("val_loss"), "best_val_rmse": best.get("val_rmse")})
+                      "best_val_loss": best.get("val_loss"), "best_val_rmse": best.get("val_rmse"),
+                      # horizon task: P(failure within h) = sigmoid((h + 0.5 - RUL) / scale)
+                      "horizon_scale": getattr(est, "horizon_scale_", None)})
     figs = {"figures/learning_curves.png": _save_fig(
         learning_curves(history, best_epoch), out, "learning_curves")}
-    return StepOutput("train_lstm", str(out), metrics=metrics, figures=figs,
-                      info={"model": str(out / "lstm.pt"), "device": str(est.device_),
-                            "history": history, "refit": cfg.model.lstm.refit},
+    info = {"model": str(out / "lstm.pt"), "device": str(est.device_), "history": history,
+            "refit": cfg.model.lstm.refit}
+    if est.task == "horizon":
+        h = est.horizon
+        info["decision"] = (
+            f"P(failure within {h} cycles) = sigmoid(({h + 0.5:g} - predicted RUL) / "
+            f"{est.horizon_scale_:.2f}), the scale fitted on the validation units; an alarm "
+            f"at {est.threshold_:g}" + (f", i.e. predicted RUL <= {h + 0.5:g}"
+                                        if est.threshold_ == 0.5 else ""))
+    return StepOutput("train_lstm", str(out), metrics=metrics, figures=figs, info=info,
                       seconds=time.perf_counter() - t0).save()
 
 

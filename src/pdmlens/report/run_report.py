@@ -38,6 +38,8 @@ def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
                       if k.startswith(prefix) and (not k.startswith(prefix + "all_")
                                                    or k[len(prefix):] in all_keys)}
     out["lstm"]["train_seconds"] = outputs["train_lstm"].metrics.get("train_seconds")
+    if "decision" in outputs["train_lstm"].info:  # horizon task: how an alarm is raised
+        out["lstm"]["decision"] = outputs["train_lstm"].info["decision"]
     out["forest"]["train_seconds"] = outputs["train_forest"].metrics.get("train_seconds")
     if "explain" in outputs:
         ex = outputs["explain"]
@@ -122,6 +124,8 @@ def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
             f"On these test machines the two models are equally accurate {figures}."
             if better == "neither" else
             f"On these test machines the {better} is the more accurate model {figures}.")
+    if s["lstm"].get("decision"):
+        said += f" The LSTM's alarm rule: {s['lstm']['decision']}."
     sections.append(Section(
         "How accurate are the models?",
         text=said + "\n\n" + EXPLAIN["predictions"],
@@ -205,6 +209,8 @@ def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
     lines += ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for m in ("lstm", "forest"):
         lines.append(f"| {m} | " + " | ".join(_fmt(s[m].get(k)) for k in keys) + " |")
+    if s["lstm"].get("decision"):
+        lines += ["", f"LSTM alarm rule: {s['lstm']['decision']}"]
     if "explain" in s:
         e = s["explain"]
         lines += ["", f"Top sensors (LSTM): {', '.join(e.get('top_sensors_lstm') or [])}",
