@@ -319,6 +319,8 @@ def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, early: Any,
     est.threshold_ = float(early.threshold_)
     if early.task == "horizon":
         est.set_horizon_scale(early.horizon_scale_)
+        log.info("refit keeps the scale fitted on the validation units: %.2f",
+                 est.horizon_scale_)
     return est
 
 
