@@ -174,15 +174,15 @@ def horizon_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> d
         prep.windows("train", w, LSTM_TARGET), prep.windows("val", w, LSTM_TARGET))
     fit_s = time.perf_counter() - t0
     shipped, early, refit_s = _refit(cfg, prep, LSTM_TARGET, lstm)
-    out["lstm"] = {"train_seconds": fit_s + refit_s,
-                   **metrics.evaluate_horizon(shipped.predict, proto, shipped.threshold_)}
     stopped = {"train_seconds": fit_s,
                "val_cut_f1": metrics.evaluate_horizon(lstm.predict, cut, lstm.threshold_)["f1"],
                **metrics.evaluate_horizon(lstm.predict, proto, lstm.threshold_)}
-    if early is not None:
-        out["lstm_early_stopped"] = stopped
+    if early is None:
+        out["lstm"] = stopped
     else:
-        out["lstm"]["val_cut_f1"] = stopped["val_cut_f1"]
+        out["lstm_early_stopped"] = stopped
+        out["lstm"] = {"train_seconds": fit_s + refit_s,
+                       **metrics.evaluate_horizon(shipped.predict, proto, shipped.threshold_)}
     if not a.skip_forest:
         t0 = time.perf_counter()
         forest = ForestEstimator.from_config(cfg, task="horizon").fit(train, val)

@@ -201,6 +201,12 @@ def test_horizon_task_learns_the_rul_and_gives_probabilities():
     np.testing.assert_array_equal(est.predict_label(val), (p >= 0.5).astype(int))
     fixed = _small(task="horizon", horizon=5, epochs=1, threshold=0.3).fit(train, val)
     assert fixed.threshold_ == 0.3
+    assert fixed.alarm_rule().endswith("; an alarm at 0.3")  # no RUL cut at another threshold
+    given = _small(task="horizon", horizon=5, epochs=1, horizon_scale=1.5).fit(train, val)
+    assert given.horizon_scale_ == 1.5  # a given scale is used, not fitted
+    assert given.alarm_rule("the scale given") == (
+        "P(failure within 5 cycles) = sigmoid((5.5 - predicted RUL) / 1.50), the scale given; "
+        "an alarm at 0.5, i.e. predicted RUL <= 5.5")
     with pytest.raises(ValueError):
         _small().fit(*_data()).predict_proba(val)
 
@@ -212,8 +218,11 @@ def test_horizon_task_refuses_a_label_target_and_a_cap_below_the_horizon():
         _small(task="horizon", horizon=20).fit(*_data())  # the RUL is capped at 15
     with pytest.raises(ValueError, match="horizon_cap"):
         _small(task="horizon", horizon=5, horizon_cap=1.0).fit(*_data())
+    rul_model = _small().fit(*_data())
     with pytest.raises(ValueError, match="horizon task"):
-        _small().fit(*_data()).set_horizon_scale(2.0)
+        rul_model.set_horizon_scale(2.0)
+    with pytest.raises(ValueError, match="horizon task"):
+        rul_model.alarm_rule()
 
 
 def test_fit_horizon_scale_is_the_log_loss_minimiser():

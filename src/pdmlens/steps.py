@@ -273,12 +273,7 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     info = {"model": str(out / "lstm.pt"), "device": str(est.device_), "history": history,
             "refit": cfg.model.lstm.refit}
     if est.task == "horizon":
-        h = est.horizon
-        info["decision"] = (
-            f"P(failure within {h} cycles) = sigmoid(({h + 0.5:g} - predicted RUL) / "
-            f"{est.horizon_scale_:.2f}), the scale fitted on the validation units; an alarm "
-            f"at {est.threshold_:g}" + (f", i.e. predicted RUL <= {h + 0.5:g}"
-                                        if est.threshold_ == 0.5 else ""))
+        info["decision"] = est.alarm_rule("the scale fitted on the validation units")
     return StepOutput("train_lstm", str(out), metrics=metrics, figures=figs, info=info,
                       seconds=time.perf_counter() - t0).save()
 
@@ -314,14 +309,11 @@ def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, early: Any,
     from pdmlens.models.lstm import LSTMEstimator
 
     both = data.windows("train+val", cfg.window, target)
-    est = LSTMEstimator.from_config(cfg, task=early.task).set_params(
-        epochs=early.best_epoch_ + 1).fit(both, None, callback=callback)
-    est.threshold_ = float(early.threshold_)
+    kept = {"threshold": float(early.threshold_)}
     if early.task == "horizon":
-        est.set_horizon_scale(early.horizon_scale_)
-        log.info("refit keeps the scale fitted on the validation units: %.2f",
-                 est.horizon_scale_)
-    return est
+        kept["horizon_scale"] = float(early.horizon_scale_)
+    return LSTMEstimator.from_config(cfg, task=early.task).set_params(
+        epochs=early.best_epoch_ + 1, **kept).fit(both, None, callback=callback)
 
 
 EXAMPLE_FILE = "input_example.npy"

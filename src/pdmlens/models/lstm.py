@@ -148,7 +148,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
     capped ``rul`` column), for both tasks: the horizon task regresses it capped at
     ``horizon_cap`` x ``horizon`` cycles and derives the label (RUL <= ``horizon``) itself.
     ``predict`` returns RUL in cycles, or for the horizon task P(failure within the
-    horizon) = sigmoid((horizon + 0.5 - RUL) / ``horizon_scale_``), the scale fitted on the
+    horizon) = sigmoid((horizon + 0.5 - RUL) / ``horizon_scale_``): ``horizon_scale`` when
+    given (a refit passes the one its early-stopped model fitted), else fitted on the
     validation units (log loss). ``predict_proba`` gives sklearn's [N, 2] and
     ``predict_label`` thresholds at ``threshold_``: ``threshold`` when given, else 0.5,
     which is predicted RUL <= horizon + 0.5.
@@ -188,6 +189,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         threshold: float | None = None,
         horizon: int = 30,
         horizon_cap: float = 3.0,
+        horizon_scale: float | None = None,
     ) -> None:
         self.task = task
         self.hidden_size = hidden_size
@@ -214,6 +216,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         self.threshold = threshold
         self.horizon = horizon
         self.horizon_cap = horizon_cap
+        self.horizon_scale = horizon_scale
 
     # ------------------------------------------------------------ construction
     @classmethod
@@ -419,12 +422,16 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         self.window_length_ = train.length
         self.threshold_ = 0.5 if self.threshold is None else float(self.threshold)
         if self.task == "horizon":
-            on = val if val is not None and len(val) else train
-            rul = self._outputs(on, raw=True) * np.float32(self._scale())
-            self.set_horizon_scale(fit_horizon_scale(rul, on.window_targets, self.horizon))
-            log.info("P(failure within %d) = sigmoid((%.1f - RUL) / %.2f), scale fitted on "
-                     "the %s units", self.horizon, self.horizon + 0.5, self.horizon_scale_,
-                     "validation" if on is val else "training")
+            if self.horizon_scale is not None:
+                self.set_horizon_scale(float(self.horizon_scale))
+                scale_from = "the scale given"
+            else:
+                on = val if val is not None and len(val) else train
+                rul = self._outputs(on, raw=True) * np.float32(self._scale())
+                self.set_horizon_scale(fit_horizon_scale(rul, on.window_targets, self.horizon))
+                scale_from = ("the scale fitted on the "
+                              f"{'validation' if on is val else 'training'} units")
+            log.info("%s", self.alarm_rule(scale_from))
 
     def _scheduler(self, opt: torch.optim.Optimizer, steps: int):
         """(scheduler, stepped per batch?)."""
@@ -461,7 +468,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
 
     def set_horizon_scale(self, scale: float) -> LSTMEstimator:
         """Horizon task: P(failure within h) = sigmoid((h + 0.5 - RUL) / ``scale``) from now
-        on (the refit carries over the scale fitted on the validation units this way)."""
+        on (``fit`` sets it: the given ``horizon_scale`` or the fitted one)."""
         self._check_fitted()
         if self.task != "horizon":
             raise ValueError("set_horizon_scale is for the horizon task")
@@ -473,6 +480,22 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             net.out_scale.fill_(-self._scale() / self.horizon_scale_)
             net.out_shift.fill_((float(self.horizon) + 0.5) / self.horizon_scale_)
         return self
+
+    def alarm_rule(self, scale_from: str | None = None) -> str:
+        """The horizon task's decision in words, for logs and reports; ``scale_from`` says
+        where the scale came from (e.g. "the scale fitted on the validation units")."""
+        self._check_fitted()
+        if self.task != "horizon":
+            raise ValueError("alarm_rule is for the horizon task")
+        h, cut = self.horizon, self.horizon + 0.5
+        rule = (f"P(failure within {h} cycles) = sigmoid(({cut:g} - predicted RUL) / "
+                f"{self.horizon_scale_:.2f})")
+        if scale_from:
+            rule += f", {scale_from}"
+        rule += f"; an alarm at {self.threshold_:g}"
+        if self.threshold_ == 0.5:
+            rule += f", i.e. predicted RUL <= {cut:g}"
+        return rule
 
     def _outputs(self, x: np.ndarray | torch.Tensor | WindowDataset,
                  raw: bool = False) -> np.ndarray:
