@@ -56,7 +56,7 @@ def test_missing_rul_column_gives_nan_labels() -> None:
 
 
 def test_zscores_equal_hand_computed() -> None:
-    prep = Preparer(PrepareConfig()).fit(two_unit_fleet())
+    prep = Preparer(PrepareConfig(age_feature=False)).fit(two_unit_fleet())
     out = prep.transform(two_unit_fleet())
     x = np.array([1.0, 1.0, 1.0, 7.0, 7.0, 7.0])
     mean = x.sum() / 6  # 4.0
@@ -71,7 +71,7 @@ def test_constant_sensor_dropped_reported_and_logged(caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.INFO, logger="pdmlens.data.prepare"):
         prep = Preparer(PrepareConfig()).fit(two_unit_fleet())
     assert prep.dropped_sensors_ == ["sensor_2"]
-    assert prep.features_ == ["sensor_1"]
+    assert prep.features_ == ["sensor_1", "age"]
     assert "sensor_2" in caplog.text and "constant" in caplog.text
     out = prep.transform(two_unit_fleet())
     assert "sensor_2" not in out.columns
@@ -92,6 +92,7 @@ def test_output_columns_order_and_types() -> None:
         "regime",
         "fault_mode",
         "sensor_1",
+        "age",
         "rul_raw",
         "rul",
         "fails_within_30",
@@ -149,14 +150,15 @@ def test_three_regimes_found_and_normalised_per_regime() -> None:
         z = out.loc[out["regime"] == r, "sensor_1"].to_numpy(np.float64)
         assert abs(z.mean()) < 1e-5 and z.std() == pytest.approx(1.0, abs=1e-5)
     # Settings define the regime; they are not features.
-    assert prep.features_ == ["sensor_1", "sensor_2"]
+    assert prep.features_ == ["sensor_1", "sensor_2", "age"]
 
 
 def test_global_normalisation_adds_settings_when_several_regimes() -> None:
     fleet, _ = regime_fleet()
     prep = Preparer(PrepareConfig(normalize="global")).fit(fleet)
     assert prep.n_regimes_ == 3
-    assert prep.features_ == ["sensor_1", "sensor_2", "setting_1", "setting_2", "setting_3"]
+    assert prep.features_ == [
+        "sensor_1", "sensor_2", "setting_1", "setting_2", "setting_3", "age"]
     out = prep.transform(fleet)
     assert abs(out["sensor_1"].mean()) < 1e-5 and out["setting_2"].std(ddof=0) == pytest.approx(
         1.0, abs=1e-5
@@ -244,11 +246,12 @@ def test_prepare_end_to_end_with_censored_unit() -> None:
     assert train_u.isdisjoint(val_u) and len(val_u) == 2 and len(train_u) == 6
     assert {"u8", "u9"}.isdisjoint(train_u | val_u)
     assert set(data.score["unit"]) == {"u8", "u9"}
-    assert data.features == ["sensor_1", "sensor_2"] and data.horizon_col == "fails_within_30"
+    assert data.features == ["sensor_1", "sensor_2", "age"]
+    assert data.horizon_col == "fails_within_30"
     assert data.preparer.n_rows_fit_ == 6 * 40
     assert len(data.test) == 80
     ds = data.windows("val", WindowConfig(length=5, stride=1))
-    assert len(ds) == 2 * 36 and ds.batch([0])[0].shape == (1, 5, 2)
+    assert len(ds) == 2 * 36 and ds.batch([0])[0].shape == (1, 5, 3)
     assert len(data.windows("test", WindowConfig(length=5), last_only=True)) == 2
 
 
@@ -274,3 +277,41 @@ def test_prepared_data_save_load_round_trip(tmp_path) -> None:
     assert back.test is None and back.score is None
     assert back.features == data.features and back.meta == data.meta
     pd.testing.assert_frame_equal(back.preparer.transform(fleet), data.preparer.transform(fleet))
+
+
+# --------------------------------------------------------------------------- age feature
+def test_age_feature_is_time_since_first_record_zscored() -> None:
+    f = two_unit_fleet()
+    f.frame["time"] = [5, 6, 7, 8, 11, 12]  # unit a starts at 5, b at 11
+    prep = Preparer(PrepareConfig(age_feature=True)).fit(f)
+    assert prep.features_ == ["sensor_1", "age"]
+    age = np.array([0.0, 1.0, 2.0, 3.0, 0.0, 1.0])
+    mean, std = age.mean(), age.std()  # 7/6, population std
+    assert prep.mean_[0, 1] == pytest.approx(mean) and prep.std_[0, 1] == pytest.approx(std)
+    out = prep.transform(f)
+    assert out["age"].tolist() == pytest.approx(((age - mean) / std).tolist(), abs=1e-6)
+    assert out["age"].dtype == np.float32
+    # A unit scored later is aged from its own first record, with the training statistics.
+    late = fleet_from({"unit": ["c"] * 3, "time": [100, 101, 102], "sensor_1": [1.0] * 3,
+                       "sensor_2": [7.0] * 3})
+    assert prep.transform(late)["age"].tolist() == pytest.approx(
+        ((np.arange(3.0) - mean) / std).tolist(), abs=1e-6)
+    assert Preparer(PrepareConfig(age_feature=False)).fit(f).features_ == ["sensor_1"]
+
+
+def test_age_feature_of_timestamps_equals_that_of_step_counts() -> None:
+    f = two_unit_fleet()
+    stamps = Fleet(f.frame.assign(time=pd.Timestamp("2024-01-01")
+                                  + pd.to_timedelta(f.frame["time"] * 6, unit="h")), f.meta)
+    cfg = PrepareConfig(age_feature=True)
+    by_step = Preparer(cfg).fit_transform(f)["age"]
+    by_stamp = Preparer(cfg).fit_transform(stamps)["age"]
+    assert by_stamp.tolist() == pytest.approx(by_step.tolist(), abs=1e-6)
+
+
+def test_age_feature_survives_save_load(tmp_path) -> None:
+    fleet, _ = regime_fleet()
+    prep = Preparer(PrepareConfig(age_feature=True)).fit(fleet, units=["u0", "u1", "u2"])
+    assert prep.features_[-1] == "age"
+    loaded = Preparer.load(prep.save(tmp_path / "prep.json"))
+    pd.testing.assert_frame_equal(loaded.transform(fleet), prep.transform(fleet))

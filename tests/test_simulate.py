@@ -92,7 +92,7 @@ def test_driven_sensors_track_rul_undriven_do_not(small) -> None:
     """Within each fault mode's units, after per-regime z-scoring and removing each unit's
     mean (its manufacturing offset): every sensor that mode drives correlates with RUL,
     every other sensor does not."""
-    prep = Preparer(PrepareConfig()).fit(small.train)
+    prep = Preparer(PrepareConfig(age_feature=False)).fit(small.train)
     out = prep.transform(small.train)
     cols = [*prep.features_, "rul_raw"]
     out[cols] = out[cols].astype(np.float64)

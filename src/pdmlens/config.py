@@ -143,6 +143,13 @@ class PrepareConfig(_Frozen):
     (noise around one operating point, as C-MAPSS FD001, scores about 0.3-0.5)."""
     regime_sample: int = 5000
     """rows sampled (by seed) to fit the regime k-means; all rows are then assigned."""
+    age_feature: bool = True
+    """append ``age``, the time since the unit's first record, to the features (z-scored on
+    the training rows like a sensor): how long a unit has been wearing, which the sensors
+    alone show only through noise. Meaningful where a unit's record starts when it enters
+    service (C-MAPSS, the simulator); turn it off where records start on an arbitrary date.
+    A unit is aged from its first row in the data given, so score whole records.
+    Chosen on FD001 validation units: docs/model_choices.md, "Age"."""
 
 
 class WindowConfig(_Frozen):

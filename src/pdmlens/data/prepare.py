@@ -11,6 +11,11 @@
   kept but constant within some regime is only centred there (its std is taken as 1), so
   nothing divides by zero.
 
+The age feature (``age_feature``, on by default): ``age`` = time since the unit's first
+record (seconds for timestamps), z-scored like a sensor and appended after the sensors; it
+is computed from ``time``, so no source has to provide it. A unit is aged from the first row
+``transform`` is given: pass a unit's whole record, not only its latest rows.
+
 Settings as model inputs: with ``normalize="regime"`` they are not features (they define
 the regime, and the per-regime z-scores already remove their effect). With ``"global"`` the
 non-constant settings are z-scored and appended to the features when more than one regime
@@ -54,6 +59,7 @@ logger = logging.getLogger(__name__)
 REGIME = "regime"
 FAULT_MODE = "fault_mode"
 RUL = "rul"
+AGE = "age"
 _STATE_VERSION = 1
 
 
@@ -94,6 +100,16 @@ def _row_order(frame: pd.DataFrame, units: Sequence[str] | None) -> np.ndarray |
 
 def _float_col(frame: pd.DataFrame, name: str) -> np.ndarray:
     return frame[name].to_numpy(dtype=np.float64)
+
+
+def unit_age(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's time since its unit's first record (float64; seconds for timestamps):
+    the ``age`` feature before scaling."""
+    t = frame[TIME]
+    d = t - t.groupby(frame[UNIT], sort=False).transform("min")
+    if pd.api.types.is_timedelta64_dtype(d):
+        return (d / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+    return d.to_numpy(dtype=np.float64)
 
 
 def _fault_mode_column(units: pd.Series, modes: dict[str, str]) -> pd.Categorical:
@@ -160,7 +176,12 @@ class Preparer:
             list(self.regimes_.columns)
             if cfg.normalize == "global" and self.n_regimes_ > 1 else []
         )
-        candidates = list(sensors) + feature_settings
+        candidates = list(sensors) + feature_settings + ([AGE] if cfg.age_feature else [])
+        age = unit_age(frame) if cfg.age_feature else None
+
+        def column(col: str) -> np.ndarray:
+            return age if col == AGE else _float_col(frame, col)
+
         counts = np.bincount(group, minlength=n_groups).astype(np.float64)
         mean = np.zeros((n_groups, len(candidates)))
         std = np.zeros((n_groups, len(candidates)))
@@ -168,7 +189,7 @@ class Preparer:
         buf, dev = np.empty(size), np.empty(size)
         with np.errstate(invalid="ignore", divide="ignore"):
             for j, col in enumerate(candidates):
-                x_all = _float_col(frame, col)
+                x_all = column(col)
                 sums = np.zeros(n_groups)
                 for a, b in chunks(n):
                     sums += np.bincount(group[a:b], gather(x_all, rows, a, b, buf), n_groups)
@@ -227,7 +248,7 @@ class Preparer:
         cfg = self._cfg
         frame = fleet.frame
         for col in [UNIT, TIME, *self.regimes_.columns, *self.features_]:
-            if col not in frame.columns:
+            if col not in frame.columns and col != AGE:
                 raise DataValidationError(
                     "column seen when the preparation was fitted is missing", column=col
                 )
@@ -250,7 +271,7 @@ class Preparer:
         size = min(CHUNK, max(n, 1))
         buf, t1, t2 = np.empty(size), np.empty(size), np.empty(size)
         for j, col in enumerate(self.features_):
-            x_all = _float_col(frame, col)
+            x_all = unit_age(frame) if col == AGE else _float_col(frame, col)
             z = np.empty(n, dtype=np.float32)
             for a, b in chunks(n):
                 x = gather(x_all, rows, a, b, buf)

@@ -22,6 +22,9 @@ Two levels: per sample (each window's own ranking, averaged over windows) and pe
 (the unit's windows pooled as mean |attribution| per sensor, then ranked once), per fault
 mode and overall. True sensors the model does not see (dropped as constant, say) are left
 out of the truth, and k shrinks with them; a mode none of whose sensors are seen is skipped.
+Inputs that are not sensors (``age``, settings fed as features) are left out of the ranking
+when the inputs are named ``sensor_*``: no fault drives them, and the question is which
+sensors the explanation names, not whether the model also reads the machine's age.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pdmlens.data.fleet import SENSOR_PREFIX
 from pdmlens.explain.attributions import Attribution
 
 log = logging.getLogger(__name__)
@@ -97,6 +101,9 @@ def unit_precision(
     names = list(attr.sensor_names if isinstance(attr, Attribution) else sensor_names or [])
     if len(names) != per.shape[1]:
         raise ValueError("sensor_names must name every column of the attributions")
+    cols = [j for j, n in enumerate(names) if str(n).startswith(SENSOR_PREFIX)]
+    if cols and len(cols) < len(names):
+        per, names = per[:, cols], [names[j] for j in cols]
     units = np.asarray(units).astype(str)
     if units.shape[0] != per.shape[0]:
         raise ValueError("units must give one unit per sample")

@@ -42,9 +42,10 @@ EXPLAIN: dict[str, str] = {
         "its best point."
     ),
     "sensor_importance": (
-        "Which sensors the models rely on. Each bar is a sensor; the longer the bar, the more "
-        "that sensor moved the predicted remaining life, averaged over many machines and "
-        "moments. Sensors near the bottom barely matter to the model."
+        "Which sensors the models rely on. Each bar is a sensor (or 'age', the time since the "
+        "machine's record began); the longer the bar, the more that input moved the "
+        "predicted remaining life, averaged over many machines and moments. Inputs near the "
+        "bottom barely matter to the model."
     ),
     "agreement": (
         "Do the LSTM and the random forest point at the same sensors? The rank correlation "
