@@ -118,14 +118,13 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
     t0 = time.perf_counter()
     lstm = LSTMEstimator.from_config(cfg, task="rul").fit(train, cut if a.val_cuts else val)
     fit_s = time.perf_counter() - t0
-    val_cut = float(np.sqrt(np.mean((lstm.predict(cut) - cut.window_targets) ** 2)))
+    val_cut = metrics.rmse(lstm.predict(cut), cut.window_targets)
     shipped, early, refit_s = _refit(cfg, prep, "rul", lstm)
     # validation RMSE on the windows every length up to 50 shares (ending at cycle >= 50),
     # so that window lengths can be compared fairly
     pos = val.end_row - val.unit_start[val.window_unit_index]
     common = np.flatnonzero(pos >= 49)
-    val_common = float(np.sqrt(np.mean((lstm.predict(val.batch(common)[0])
-                                        - val.window_targets[common]) ** 2)))
+    val_common = metrics.rmse(lstm.predict(val.batch(common)[0]), val.window_targets[common])
     stopped = {
         "val_rmse_common": val_common,
         "val_cut_rmse": val_cut,
