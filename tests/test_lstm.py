@@ -202,6 +202,10 @@ def test_horizon_task_learns_the_rul_and_gives_probabilities():
     fixed = _small(task="horizon", horizon=5, epochs=1, threshold=0.3).fit(train, val)
     assert fixed.threshold_ == 0.3
     assert fixed.alarm_rule().endswith("; an alarm at 0.3")  # no RUL cut at another threshold
+    assert ", the scale fitted on the validation units;" in fixed.alarm_rule()
+    # without validation units the scale is fitted on the training units, and says so
+    no_val = _small(task="horizon", horizon=5, epochs=1).fit(train)
+    assert ", the scale fitted on the training units;" in no_val.alarm_rule()
     given = _small(task="horizon", horizon=5, epochs=1, horizon_scale=1.5).fit(train, val)
     assert given.horizon_scale_ == 1.5  # a given scale is used, not fitted
     assert given.alarm_rule("the scale given") == (

@@ -253,6 +253,8 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     target = LSTM_TARGET
     train, val = data.windows("train", cfg.window, target), data.windows("val", cfg.window, target)
     est = LSTMEstimator.from_config(cfg).fit(train, val, callback=callback)
+    # the horizon task's alarm rule, and where its scale came from (a refit keeps both)
+    decision = est.alarm_rule() if est.task == "horizon" else None
     best = est.history_[est.best_epoch_] if est.best_epoch_ >= 0 else est.history_[-1]
     history, best_epoch = est.history_, est.best_epoch_
     if cfg.model.lstm.refit:
@@ -272,8 +274,8 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
         learning_curves(history, best_epoch), out, "learning_curves")}
     info = {"model": str(out / "lstm.pt"), "device": str(est.device_), "history": history,
             "refit": cfg.model.lstm.refit}
-    if est.task == "horizon":
-        info["decision"] = est.alarm_rule("the scale fitted on the validation units")
+    if decision:
+        info["decision"] = decision
     return StepOutput("train_lstm", str(out), metrics=metrics, figures=figs, info=info,
                       seconds=time.perf_counter() - t0).save()
 

@@ -424,14 +424,14 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         if self.task == "horizon":
             if self.horizon_scale is not None:
                 self.set_horizon_scale(float(self.horizon_scale))
-                scale_from = "the scale given"
+                self.horizon_scale_source_ = "the scale given"
             else:
                 on = val if val is not None and len(val) else train
                 rul = self._outputs(on, raw=True) * np.float32(self._scale())
                 self.set_horizon_scale(fit_horizon_scale(rul, on.window_targets, self.horizon))
-                scale_from = ("the scale fitted on the "
-                              f"{'validation' if on is val else 'training'} units")
-            log.info("%s", self.alarm_rule(scale_from))
+                self.horizon_scale_source_ = ("the scale fitted on the "
+                                              f"{'validation' if on is val else 'training'} units")
+            log.info("%s", self.alarm_rule())
 
     def _scheduler(self, opt: torch.optim.Optimizer, steps: int):
         """(scheduler, stepped per batch?)."""
@@ -483,10 +483,12 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
 
     def alarm_rule(self, scale_from: str | None = None) -> str:
         """The horizon task's decision in words, for logs and reports; ``scale_from`` says
-        where the scale came from (e.g. "the scale fitted on the validation units")."""
+        where the scale came from (default: what ``fit`` recorded, e.g. "the scale fitted on
+        the validation units"; a loaded model does not know)."""
         self._check_fitted()
         if self.task != "horizon":
             raise ValueError("alarm_rule is for the horizon task")
+        scale_from = scale_from or getattr(self, "horizon_scale_source_", None)
         h, cut = self.horizon, self.horizon + 0.5
         rule = (f"P(failure within {h} cycles) = sigmoid(({cut:g} - predicted RUL) / "
                 f"{self.horizon_scale_:.2f})")
