@@ -59,25 +59,43 @@ PUBLISHED_HORIZON = "LSTM (FD001, window 50, 93 engines): accuracy ~0.97-0.98, F
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, default=Path("../shared/data/cmapss"),
-                   help="folder with train_/test_/RUL_<subset>.txt[.gz]")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path("../shared/data/cmapss"),
+        help="folder with train_/test_/RUL_<subset>.txt[.gz]",
+    )
     p.add_argument("--subset", default="FD001")
-    p.add_argument("--simulated", action="store_true",
-                   help="the built-in simulated fleet instead of C-MAPSS")
+    p.add_argument(
+        "--simulated", action="store_true", help="the built-in simulated fleet instead of C-MAPSS"
+    )
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--skip-horizon", action="store_true")
     p.add_argument("--skip-forest", action="store_true")
-    p.add_argument("--val-cuts", type=int, default=0,
-                   help="early-stop the LSTM on validation units cut off this many times "
-                        "each at random cycles, last window scored (the test protocol); "
-                        "0: on every validation window (val_cut_rmse is reported either "
-                        "way, with 10 cuts per unit)")
+    p.add_argument(
+        "--val-cuts",
+        type=int,
+        default=0,
+        help="early-stop the LSTM on validation units cut off this many times "
+        "each at random cycles, last window scored (the test protocol); "
+        "0: on every validation window (val_cut_rmse is reported either "
+        "way, with 10 cuts per unit)",
+    )
     p.add_argument("--horizon-window", type=int, default=50)
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads for the LSTM (default: the config's)")
-    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. model.lstm.epochs=30")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads for the LSTM (default: the config's)",
+    )
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides, e.g. model.lstm.epochs=30",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     return p.parse_args(argv)
 
@@ -113,8 +131,14 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
 
     # the test protocol on validation units: each cut off at 10 random cycles (the same
     # cuts for every window length), the last window of each copy scored
-    cut = WindowDataset(cut_units(prep.val, a.val_cuts or 10, cfg.seed), prep.features,
-                        w.length, target="rul", pad=w.pad, last_only=True)
+    cut = WindowDataset(
+        cut_units(prep.val, a.val_cuts or 10, cfg.seed),
+        prep.features,
+        w.length,
+        target="rul",
+        pad=w.pad,
+        last_only=True,
+    )
     t0 = time.perf_counter()
     lstm = LSTMEstimator.from_config(cfg, task="rul").fit(train, cut if a.val_cuts else val)
     fit_s = time.perf_counter() - t0
@@ -139,10 +163,11 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
         out["lstm"] = stopped
     else:
         out["lstm_early_stopped"] = stopped
-        out["lstm"] = {**{k: stopped[k] for k in ("val_rmse", "val_rmse_common", "best_epoch",
-                                                  "epochs_run")},
-                       "train_seconds": fit_s + refit_s,
-                       **_flat(metrics.evaluate_rul(shipped.predict, last, every, cap))}
+        out["lstm"] = {
+            **{k: stopped[k] for k in ("val_rmse", "val_rmse_common", "best_epoch", "epochs_run")},
+            "train_seconds": fit_s + refit_s,
+            **_flat(metrics.evaluate_rul(shipped.predict, last, every, cap)),
+        }
     if not a.skip_forest:
         t0 = time.perf_counter()
         forest = ForestEstimator.from_config(cfg, task="rul").fit(train, val)
@@ -153,8 +178,9 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
         }
     if a.simulated:
         const = float(np.mean(train.window_targets))
-        out["constant"] = _flat(metrics.evaluate_rul(
-            lambda ds: np.full(len(ds), const), last, every, cap))
+        out["constant"] = _flat(
+            metrics.evaluate_rul(lambda ds: np.full(len(ds), const), last, every, cap)
+        )
     return out
 
 
@@ -165,36 +191,48 @@ def horizon_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> d
     proto = metrics.last_full_windows(prep.test, prep.features, w.length, col)
     # the protocol replayed on validation units: each cut off at 10 random cycles, the last
     # full window of each copy (what the horizon design was chosen on; docs/model_choices.md)
-    cut = WindowDataset(cut_units(prep.val, 10, cfg.seed), prep.features, w.length,
-                        target=col, last_only=True, full_only=True)
+    cut = WindowDataset(
+        cut_units(prep.val, 10, cfg.seed),
+        prep.features,
+        w.length,
+        target=col,
+        last_only=True,
+        full_only=True,
+    )
     out: dict[str, Any] = {"n_units": len(proto), "label": col}
     t0 = time.perf_counter()
     lstm = LSTMEstimator.from_config(cfg, task="horizon").fit(
-        prep.windows("train", w, LSTM_TARGET), prep.windows("val", w, LSTM_TARGET))
+        prep.windows("train", w, LSTM_TARGET), prep.windows("val", w, LSTM_TARGET)
+    )
     fit_s = time.perf_counter() - t0
     shipped, early, refit_s = _refit(cfg, prep, LSTM_TARGET, lstm)
-    stopped = {"train_seconds": fit_s,
-               "val_cut_f1": metrics.evaluate_horizon(lstm.predict, cut, lstm.threshold_)["f1"],
-               **metrics.evaluate_horizon(lstm.predict, proto, lstm.threshold_)}
+    stopped = {
+        "train_seconds": fit_s,
+        "val_cut_f1": metrics.evaluate_horizon(lstm.predict, cut, lstm.threshold_)["f1"],
+        **metrics.evaluate_horizon(lstm.predict, proto, lstm.threshold_),
+    }
     if early is None:
         out["lstm"] = stopped
     else:
         out["lstm_early_stopped"] = stopped
-        out["lstm"] = {"train_seconds": fit_s + refit_s,
-                       **metrics.evaluate_horizon(shipped.predict, proto, shipped.threshold_)}
+        out["lstm"] = {
+            "train_seconds": fit_s + refit_s,
+            **metrics.evaluate_horizon(shipped.predict, proto, shipped.threshold_),
+        }
     if not a.skip_forest:
         t0 = time.perf_counter()
         forest = ForestEstimator.from_config(cfg, task="horizon").fit(train, val)
-        out["forest"] = {"train_seconds": time.perf_counter() - t0,
-                         "val_cut_f1": metrics.evaluate_horizon(forest.predict, cut,
-                                                                forest.threshold_)["f1"],
-                         **metrics.evaluate_horizon(forest.predict, proto,
-                                                  forest.threshold_)}
+        out["forest"] = {
+            "train_seconds": time.perf_counter() - t0,
+            "val_cut_f1": metrics.evaluate_horizon(forest.predict, cut, forest.threshold_)["f1"],
+            **metrics.evaluate_horizon(forest.predict, proto, forest.threshold_),
+        }
     return out
 
 
-def _refit(cfg: RunConfig, prep: PreparedData, target: str,
-           lstm: LSTMEstimator) -> tuple[LSTMEstimator, LSTMEstimator | None, float]:
+def _refit(
+    cfg: RunConfig, prep: PreparedData, target: str, lstm: LSTMEstimator
+) -> tuple[LSTMEstimator, LSTMEstimator | None, float]:
     """(the model the pipeline ships, the early-stopped one or None, seconds of the refit):
     with ``model.lstm.refit`` the pipeline retrains on train + validation units (windows of
     ``cfg.window``), and so does this benchmark."""
@@ -221,8 +259,12 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
         prep = prepare(load(cfg), cfg)
         if prep.test is None:
             raise SystemExit("the data has no test split to score on")
-        log.info("seed %d: prepared in %.1fs (%d features)", seed, time.perf_counter() - t0,
-                 len(prep.features))
+        log.info(
+            "seed %d: prepared in %.1fs (%d features)",
+            seed,
+            time.perf_counter() - t0,
+            len(prep.features),
+        )
         res: dict[str, Any] = {"seed": seed, "rul": rul_task(prep, cfg, a)}
         if not a.skip_horizon:
             res["horizon"] = horizon_task(prep, cfg, a)
@@ -233,8 +275,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
 def _headline(res: dict[str, Any]) -> str:
     r = res["rul"]
-    parts = [f"lstm rmse {r['lstm']['rmse']:.2f} score {r['lstm']['score']:.0f} "
-             f"({r['lstm']['train_seconds']:.0f}s)"]
+    parts = [
+        f"lstm rmse {r['lstm']['rmse']:.2f} score {r['lstm']['score']:.0f} "
+        f"({r['lstm']['train_seconds']:.0f}s)"
+    ]
     if "forest" in r:
         parts.append(f"forest rmse {r['forest']['rmse']:.2f} score {r['forest']['score']:.0f}")
     if "horizon" in res:
@@ -257,13 +301,35 @@ def summarise(per_seed: list[dict[str, Any]], a: argparse.Namespace) -> dict[str
                 out[k] = vals
         return out
 
-    reg = ("rmse", "score", "mae", "bias", "rmse_uncapped", "score_uncapped", "all_rmse",
-           "all_mae", "all_score", "all_rmse_uncapped", "val_rmse", "val_rmse_common",
-           "val_cut_rmse",
-           "train_seconds",
-           "seconds_per_epoch", "epochs_run", "best_epoch")
-    cls = ("f1", "accuracy", "precision", "recall", "roc_auc", "pr_auc", "val_cut_f1",
-           "train_seconds")
+    reg = (
+        "rmse",
+        "score",
+        "mae",
+        "bias",
+        "rmse_uncapped",
+        "score_uncapped",
+        "all_rmse",
+        "all_mae",
+        "all_score",
+        "all_rmse_uncapped",
+        "val_rmse",
+        "val_rmse_common",
+        "val_cut_rmse",
+        "train_seconds",
+        "seconds_per_epoch",
+        "epochs_run",
+        "best_epoch",
+    )
+    cls = (
+        "f1",
+        "accuracy",
+        "precision",
+        "recall",
+        "roc_auc",
+        "pr_auc",
+        "val_cut_f1",
+        "train_seconds",
+    )
     out: dict[str, Any] = {
         "dataset": "simulated" if a.simulated else a.subset,
         "seeds": list(a.seeds),
@@ -279,8 +345,7 @@ def summarise(per_seed: list[dict[str, Any]], a: argparse.Namespace) -> dict[str
     if not a.skip_horizon:
         out["horizon"] = {"lstm": collect(("horizon", "lstm"), cls)}
         if "lstm_early_stopped" in per_seed[0]["horizon"]:
-            out["horizon"]["lstm_early_stopped"] = collect(
-                ("horizon", "lstm_early_stopped"), cls)
+            out["horizon"]["lstm_early_stopped"] = collect(("horizon", "lstm_early_stopped"), cls)
         if not a.skip_forest:
             out["horizon"]["forest"] = collect(("horizon", "forest"), cls)
         out["horizon"]["n_units"] = [r["horizon"]["n_units"] for r in per_seed]
@@ -301,10 +366,14 @@ def _ms(vals: list[float] | None, fmt: str = "{:.2f}", higher_is_better: bool = 
 def print_report(res: dict[str, Any]) -> None:
     seeds = res["seeds"]
     cap = res["config"]["prepare"]["rul_cap"]
-    print(f"\n{res['dataset']}: RUL, last cycle of each test unit, true RUL capped at {cap:g}, "
-          f"seeds {seeds} (mean ± std over seeds)")
-    print(f"{'model':34s} {'RMSE':>26s} {'PHM08 score':>28s} {'MAE':>8s} "
-          f"{'all-window RMSE':>16s} {'train s':>8s}")
+    print(
+        f"\n{res['dataset']}: RUL, last cycle of each test unit, true RUL capped at {cap:g}, "
+        f"seeds {seeds} (mean ± std over seeds)"
+    )
+    print(
+        f"{'model':34s} {'RMSE':>26s} {'PHM08 score':>28s} {'MAE':>8s} "
+        f"{'all-window RMSE':>16s} {'train s':>8s}"
+    )
     refit = "lstm_early_stopped" in res
     rows = [("LSTM (ours" + (", refit on train+val)" if refit else ")"), res["lstm"])]
     if refit:
@@ -314,35 +383,44 @@ def print_report(res: dict[str, Any]) -> None:
     if "constant" in res:
         rows.append(("constant (training mean)", res["constant"]))
     for name, r in rows:
-        print(f"{name:34s} {_ms(r.get('rmse')):>26s} {_ms(r.get('score'), '{:.0f}'):>28s} "
-              f"{_ms(r.get('mae'), '{:.2f}').split(' ')[0]:>8s} "
-              f"{_ms(r.get('all_rmse')).split(' ')[0]:>16s} "
-              f"{_ms(r.get('train_seconds'), '{:.0f}').split(' ')[0]:>8s}")
+        print(
+            f"{name:34s} {_ms(r.get('rmse')):>26s} {_ms(r.get('score'), '{:.0f}'):>28s} "
+            f"{_ms(r.get('mae'), '{:.2f}').split(' ')[0]:>8s} "
+            f"{_ms(r.get('all_rmse')).split(' ')[0]:>16s} "
+            f"{_ms(r.get('train_seconds'), '{:.0f}').split(' ')[0]:>8s}"
+        )
     if res["dataset"] == "FD001":
         for name, rm, sc in PUBLISHED:
             print(f"{name + ' [published]':42s} {rm:>18.2f} {sc:>28.0f}")
     if "horizon" in res:
         h = res["horizon"]
-        print(f"\nfails within the horizon: last full window per test unit "
-              f"({h['n_units'][0]} units)")
-        print(f"{'model':34s} {'F1':>22s} {'accuracy':>10s} {'ROC-AUC':>10s} {'PR-AUC':>10s} "
-              f"{'val-cut F1':>11s}")
+        print(
+            f"\nfails within the horizon: last full window per test unit ({h['n_units'][0]} units)"
+        )
+        print(
+            f"{'model':34s} {'F1':>22s} {'accuracy':>10s} {'ROC-AUC':>10s} {'PR-AUC':>10s} "
+            f"{'val-cut F1':>11s}"
+        )
         for name in ("lstm", "lstm_early_stopped", "forest"):
             if name in h:
                 r = h[name]
-                print(f"{name:34s} {_ms(r.get('f1'), '{:.3f}', True):>22s} "
-                      f"{_ms(r.get('accuracy'), '{:.3f}').split(' ')[0]:>10s} "
-                      f"{_ms(r.get('roc_auc'), '{:.3f}').split(' ')[0]:>10s} "
-                      f"{_ms(r.get('pr_auc'), '{:.3f}').split(' ')[0]:>10s} "
-                      f"{_ms(r.get('val_cut_f1'), '{:.3f}').split(' ')[0]:>11s}")
+                print(
+                    f"{name:34s} {_ms(r.get('f1'), '{:.3f}', True):>22s} "
+                    f"{_ms(r.get('accuracy'), '{:.3f}').split(' ')[0]:>10s} "
+                    f"{_ms(r.get('roc_auc'), '{:.3f}').split(' ')[0]:>10s} "
+                    f"{_ms(r.get('pr_auc'), '{:.3f}').split(' ')[0]:>10s} "
+                    f"{_ms(r.get('val_cut_f1'), '{:.3f}').split(' ')[0]:>11s}"
+                )
         if res["dataset"] == "FD001":
             print(f"[published] {PUBLISHED_HORIZON}")
 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if a.verbose else logging.WARNING,
+        format="%(asctime)s %(name)s %(message)s",
+    )
     log.setLevel(logging.INFO)
     res = run(a)
     print_report(res)

@@ -83,8 +83,12 @@ def run_one(rows: int, window: int, batch: int) -> dict:
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         st = _status()
         peak_total = max(peak_total, st["VmHWM"])
-        stages[name] = {"wall_s": wall, "cpu_s": cpu, "peak_added_bytes": st["VmHWM"] - start_rss,
-                        "held_after_bytes": st["VmRSS"] - base}
+        stages[name] = {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "peak_added_bytes": st["VmHWM"] - start_rss,
+            "held_after_bytes": st["VmRSS"] - base,
+        }
         return result
 
     splits = stage("simulate", lambda: simulate_fleet(sim, seed=0))
@@ -131,23 +135,29 @@ def _fmt_bytes(b: float) -> str:
 
 
 def print_table(results: list[dict]) -> None:
-    head = (f"{'rows':>11} {'stage':>9} {'wall s':>8} {'cpu s':>8} {'Mrows/s':>8} "
-            f"{'us/row':>7} {'peak added':>11} {'held after':>11}")
+    head = (
+        f"{'rows':>11} {'stage':>9} {'wall s':>8} {'cpu s':>8} {'Mrows/s':>8} "
+        f"{'us/row':>7} {'peak added':>11} {'held after':>11}"
+    )
     print(head)
     print("-" * len(head))
     for r in results:
         for name, s in r["stages"].items():
-            print(f"{r['rows']:>11,} {name:>9} {s['wall_s']:>8.2f} {s['cpu_s']:>8.2f} "
-                  f"{s['rows_per_s'] / 1e6:>8.2f} {1e6 * s['wall_s'] / r['rows']:>7.3f} "
-                  f"{_fmt_bytes(s['peak_added_bytes']):>11} "
-                  f"{_fmt_bytes(s['held_after_bytes']):>11}")
+            print(
+                f"{r['rows']:>11,} {name:>9} {s['wall_s']:>8.2f} {s['cpu_s']:>8.2f} "
+                f"{s['rows_per_s'] / 1e6:>8.2f} {1e6 * s['wall_s'] / r['rows']:>7.3f} "
+                f"{_fmt_bytes(s['peak_added_bytes']):>11} "
+                f"{_fmt_bytes(s['held_after_bytes']):>11}"
+            )
         total = sum(s["wall_s"] for s in r["stages"].values())
-        print(f"{r['rows']:>11,} {'total':>9} {total:>8.2f} "
-              f"{sum(s['cpu_s'] for s in r['stages'].values()):>8.2f} "
-              f"{r['rows'] / total / 1e6:>8.2f} {1e6 * total / r['rows']:>7.3f}   "
-              f"peak {_fmt_bytes(r['peak_bytes'])} = {r['peak_over_raw']:.2f}x raw "
-              f"({_fmt_bytes(r['raw_bytes'])}), {r['windows']:,} windows x {r['features']} "
-              "features")
+        print(
+            f"{r['rows']:>11,} {'total':>9} {total:>8.2f} "
+            f"{sum(s['cpu_s'] for s in r['stages'].values()):>8.2f} "
+            f"{r['rows'] / total / 1e6:>8.2f} {1e6 * total / r['rows']:>7.3f}   "
+            f"peak {_fmt_bytes(r['peak_bytes'])} = {r['peak_over_raw']:.2f}x raw "
+            f"({_fmt_bytes(r['raw_bytes'])}), {r['windows']:,} windows x {r['features']} "
+            "features"
+        )
         print()
     if len(results) > 1:
         lo, hi = results[0], results[-1]
@@ -155,16 +165,23 @@ def print_table(results: list[dict]) -> None:
             if name in lo["stages"]:
                 a = lo["stages"][name]["wall_s"] / lo["rows"]
                 b = hi["stages"][name]["wall_s"] / hi["rows"]
-                print(f"cost per row, {name}: {hi['rows'] / lo['rows']:.1f}x the rows -> "
-                      f"{b / a:.2f}x the time per row (1.0 = linear)")
+                print(
+                    f"cost per row, {name}: {hi['rows'] / lo['rows']:.1f}x the rows -> "
+                    f"{b / a:.2f}x the time per row (1.0 = linear)"
+                )
     if not all(r["validate_available"] for r in results):
         print("note: pdmlens.data.validate not importable; validate stage skipped")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=float, nargs="+", default=[1e6, 3e6, 1e7],
-                    help="training rows per run (default 1e6 3e6 1e7)")
+    ap.add_argument(
+        "--sizes",
+        type=float,
+        nargs="+",
+        default=[1e6, 3e6, 1e7],
+        help="training rows per run (default 1e6 3e6 1e7)",
+    )
     ap.add_argument("--window", type=int, default=30)
     ap.add_argument("--batch", type=int, default=4096)
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
@@ -176,8 +193,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = []
     for size in args.sizes:
-        cmd = [sys.executable, __file__, "--single", str(size), "--window", str(args.window),
-               "--batch", str(args.batch)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--single",
+            str(size),
+            "--window",
+            str(args.window),
+            "--batch",
+            str(args.batch),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr)

@@ -73,8 +73,9 @@ def naive_cell_loop(lstm: nn.LSTM, x: torch.Tensor) -> list[dict[str, np.ndarray
     cells = []
     for li in range(lstm.num_layers):
         cell = nn.LSTMCell(lstm.input_size if li == 0 else hd, hd)
-        cell.load_state_dict({k[:-3]: v for k, v in lstm.state_dict().items()
-                              if k.endswith(f"_l{li}")})
+        cell.load_state_dict(
+            {k[:-3]: v for k, v in lstm.state_dict().items() if k.endswith(f"_l{li}")}
+        )
         cells.append(cell)
     out = []
     inp = x
@@ -84,12 +85,14 @@ def naive_cell_loop(lstm: nn.LSTM, x: torch.Tensor) -> list[dict[str, np.ndarray
             c = torch.zeros(x.shape[0], hd)
             rec: dict[str, list[torch.Tensor]] = {k: [] for k in "ifgoch"}
             for t in range(x.shape[1]):
-                pre = (nn.functional.linear(inp[:, t], cell.weight_ih, cell.bias_ih)
-                       + nn.functional.linear(h, cell.weight_hh, cell.bias_hh))
+                pre = nn.functional.linear(
+                    inp[:, t], cell.weight_ih, cell.bias_ih
+                ) + nn.functional.linear(h, cell.weight_hh, cell.bias_hh)
                 i, f, g, o = pre.chunk(4, dim=1)
                 h, c = cell(inp[:, t], (h, c))
-                for k, v in zip("ifgoch", (i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid(),
-                                           c, h), strict=True):
+                for k, v in zip(
+                    "ifgoch", (i.sigmoid(), f.sigmoid(), g.tanh(), o.sigmoid(), c, h), strict=True
+                ):
                     rec[k].append(v)
             layer = {k: torch.stack(v, dim=1).numpy() for k, v in rec.items()}
             out.append(layer)
@@ -162,8 +165,13 @@ def gates_section(a: argparse.Namespace) -> dict[str, Any]:
         naive_ratios.append(tn / tf)
     med = statistics.median
     return {
-        "windows": a.windows, "steps": a.steps, "inputs": a.inputs, "hidden": a.hidden,
-        "layers": a.layers, "threads": torch.get_num_threads(), "chunk": a.chunk,
+        "windows": a.windows,
+        "steps": a.steps,
+        "inputs": a.inputs,
+        "hidden": a.hidden,
+        "layers": a.layers,
+        "threads": torch.get_num_threads(),
+        "chunk": a.chunk,
         "repeats": a.repeats,
         "gates_max_abs_error": err,
         "gates_check_max_abs_error": check_err,

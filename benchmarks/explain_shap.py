@@ -69,21 +69,33 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
             g.add_argument(name, **kw)
 
     opt("--seed", type=int, default=0)
-    g.add_argument("--shap-threads", type=int, default=1,
-                   help="torch/BLAS threads for this section (1 is fastest on a busy "
-                        "shared CPU: see pdmlens.explain.attributions.torch_threads)")
+    g.add_argument(
+        "--shap-threads",
+        type=int,
+        default=1,
+        help="torch/BLAS threads for this section (1 is fastest on a busy "
+        "shared CPU: see pdmlens.explain.attributions.torch_threads)",
+    )
     opt("--repeats", type=int, default=3, help="timing repeats (median)")
     g.add_argument("--cmapss", type=Path, default=CMAPSS)
     g.add_argument("--epochs", type=int, default=5, help="FD001 LSTM training epochs")
-    g.add_argument("--models", type=Path, default=None,
-                   help="reuse the models saved in this folder; train and save them there "
-                        "when absent (a model's settings are not checked: clear the folder "
-                        "after changing them)")
+    g.add_argument(
+        "--models",
+        type=Path,
+        default=None,
+        help="reuse the models saved in this folder; train and save them there "
+        "when absent (a model's settings are not checked: clear the folder "
+        "after changing them)",
+    )
     g.add_argument("--n-explain", type=int, default=256, help="windows explained")
     g.add_argument("--background", type=int, default=None, help="default: ExplainConfig")
     g.add_argument("--nsamples", type=int, default=None, help="default: ExplainConfig")
-    g.add_argument("--shap-windows", type=int, default=4,
-                   help="windows for the shap.GradientExplainer comparison (0: skip)")
+    g.add_argument(
+        "--shap-windows",
+        type=int,
+        default=4,
+        help="windows for the shap.GradientExplainer comparison (0: skip)",
+    )
     g.add_argument("--forest-trees", type=int, default=100)
     g.add_argument("--forest-leaves", type=int, default=128, help="max_leaf_nodes")
     g.add_argument("--forest-depth", type=int, default=12)
@@ -120,21 +132,32 @@ def forest_settings(f: ForestEstimator) -> dict[str, Any]:
     m = f.model_
     leaves = [e.tree_.n_leaves for e in m.estimators_]
     depth = [e.tree_.max_depth for e in m.estimators_]
-    return {"n_estimators": f.n_estimators, "max_depth": f.max_depth,
-            "max_leaf_nodes": f.max_leaf_nodes, "min_samples_leaf": f.min_samples_leaf,
-            "max_features": f.max_features, "stats": list(f.stats),
-            "n_features": len(f.feature_names_), "mean_leaves": float(np.mean(leaves)),
-            "mean_depth": float(np.mean(depth))}
+    return {
+        "n_estimators": f.n_estimators,
+        "max_depth": f.max_depth,
+        "max_leaf_nodes": f.max_leaf_nodes,
+        "min_samples_leaf": f.min_samples_leaf,
+        "max_features": f.max_features,
+        "stats": list(f.stats),
+        "n_features": len(f.feature_names_),
+        "mean_leaves": float(np.mean(leaves)),
+        "mean_depth": float(np.mean(depth)),
+    }
 
 
 def lstm_settings(est: LSTMEstimator, window: int) -> dict[str, Any]:
-    return {"hidden_size": est.hidden_size, "num_layers": est.num_layers, "window": window,
-            "n_features": int(est.n_features_in_), "epochs_run": len(est.history_)
-            if hasattr(est, "history_") else None}
+    return {
+        "hidden_size": est.hidden_size,
+        "num_layers": est.num_layers,
+        "window": window,
+        "n_features": int(est.n_features_in_),
+        "epochs_run": len(est.history_) if hasattr(est, "history_") else None,
+    }
 
 
-def sample_windows(ds: WindowDataset, n: int, seed: int,
-                   mask: np.ndarray | None = None) -> np.ndarray:
+def sample_windows(
+    ds: WindowDataset, n: int, seed: int, mask: np.ndarray | None = None
+) -> np.ndarray:
     """``n`` window indices at random (seeded, sorted), among ``mask`` when given."""
     pool = np.arange(len(ds)) if mask is None else np.flatnonzero(mask)
     rng = np.random.default_rng(seed)
@@ -143,12 +166,14 @@ def sample_windows(ds: WindowDataset, n: int, seed: int,
 
 def background(ds: WindowDataset, cfg: RunConfig, seed: int, size: int) -> np.ndarray:
     """``size`` training windows of ``cfg.explain.background_kind`` (healthy: at the cap)."""
-    return select_background(ds, size, cfg.explain.background_kind, seed, cfg.model.task,
-                             cfg.prepare.rul_cap)
+    return select_background(
+        ds, size, cfg.explain.background_kind, seed, cfg.model.task, cfg.prepare.rul_cap
+    )
 
 
-def models(a: argparse.Namespace, cfg: RunConfig, tag: str, tr: WindowDataset,
-           va: WindowDataset) -> tuple[LSTMEstimator, ForestEstimator, dict[str, float]]:
+def models(
+    a: argparse.Namespace, cfg: RunConfig, tag: str, tr: WindowDataset, va: WindowDataset
+) -> tuple[LSTMEstimator, ForestEstimator, dict[str, float]]:
     """The LSTM and the forest: loaded from ``--models`` when saved there, else trained
     (and saved there when ``--models`` is given)."""
     d = a.models
@@ -177,8 +202,14 @@ def models(a: argparse.Namespace, cfg: RunConfig, tag: str, tr: WindowDataset,
 
 # --------------------------------------------------------------------------- speed
 def lstm_shap_ms_per_sample(
-    est: LSTMEstimator, x: np.ndarray, background: np.ndarray, nsamples: int,
-    batch_size: int, seed: int = 0, repeats: int = 3, shap_windows: int = 4,
+    est: LSTMEstimator,
+    x: np.ndarray,
+    background: np.ndarray,
+    nsamples: int,
+    batch_size: int,
+    seed: int = 0,
+    repeats: int = 3,
+    shap_windows: int = 4,
     num_threads: int | None = None,
 ) -> dict[str, Any]:
     """ms per window and completeness gap of our expected gradients (median of
@@ -186,8 +217,15 @@ def lstm_shap_ms_per_sample(
     settings and with its default nsamples (200)."""
     times, attr = [], None
     for _ in range(max(repeats, 1)):
-        attr = explain_lstm(est, x, background, nsamples=nsamples, batch_size=batch_size,
-                            seed=seed, num_threads=num_threads)
+        attr = explain_lstm(
+            est,
+            x,
+            background,
+            nsamples=nsamples,
+            batch_size=batch_size,
+            seed=seed,
+            num_threads=num_threads,
+        )
         times.append(attr.ms_per_sample)
     assert attr is not None
     out: dict[str, Any] = {
@@ -196,51 +234,83 @@ def lstm_shap_ms_per_sample(
         "lstm_completeness_gap": attr.completeness_gap,
         "lstm_mean_abs_residual": float(np.mean(np.abs(attr.residual))),
         "lstm_mean_abs_f_minus_base": float(np.mean(np.abs(attr.predictions - attr.base_value))),
-        "n_windows": int(len(x)), "nsamples": nsamples, "background": int(len(background)),
-        "batch_size": batch_size, "method": attr.method,
+        "n_windows": int(len(x)),
+        "nsamples": nsamples,
+        "background": int(len(background)),
+        "batch_size": batch_size,
+        "method": attr.method,
         "torch_threads": attr.settings["num_threads"],
     }
     if shap_windows > 0:
-        ref = explain_lstm(est, x[:shap_windows], background, nsamples=nsamples,
-                           batch_size=shap_windows, seed=seed, method="shap",
-                           num_threads=num_threads)
+        ref = explain_lstm(
+            est,
+            x[:shap_windows],
+            background,
+            nsamples=nsamples,
+            batch_size=shap_windows,
+            seed=seed,
+            method="shap",
+            num_threads=num_threads,
+        )
         ours = attr.subset(np.arange(min(shap_windows, len(x))))
-        dflt = explain_lstm(est, x[:shap_windows], background, nsamples=200,
-                            batch_size=shap_windows, seed=seed, method="shap",
-                            num_threads=num_threads)
-        out.update({
-            "shap_default_ms_per_sample": dflt.ms_per_sample,
-            "shap_default_completeness_gap": dflt.completeness_gap,
-            "shap_gradient_ms_per_sample": ref.ms_per_sample,
-            "shap_gradient_completeness_gap": ref.completeness_gap,
-            "shap_gradient_windows": shap_windows,
-            "ours_vs_shap_corr": float(np.corrcoef(ours.values.ravel(),
-                                                   ref.values.ravel())[0, 1]),
-        })
+        dflt = explain_lstm(
+            est,
+            x[:shap_windows],
+            background,
+            nsamples=200,
+            batch_size=shap_windows,
+            seed=seed,
+            method="shap",
+            num_threads=num_threads,
+        )
+        out.update(
+            {
+                "shap_default_ms_per_sample": dflt.ms_per_sample,
+                "shap_default_completeness_gap": dflt.completeness_gap,
+                "shap_gradient_ms_per_sample": ref.ms_per_sample,
+                "shap_gradient_completeness_gap": ref.completeness_gap,
+                "shap_gradient_windows": shap_windows,
+                "ours_vs_shap_corr": float(
+                    np.corrcoef(ours.values.ravel(), ref.values.ravel())[0, 1]
+                ),
+            }
+        )
     return out
 
 
 def forest_shap_ms_per_sample(
-    forest: ForestEstimator, x: np.ndarray, background: np.ndarray | None,
-    perturbation: str = "interventional", repeats: int = 3, batch_size: int = 256,
+    forest: ForestEstimator,
+    x: np.ndarray,
+    background: np.ndarray | None,
+    perturbation: str = "interventional",
+    repeats: int = 3,
+    batch_size: int = 256,
 ) -> dict[str, Any]:
     """ms per row of TreeExplainer (median of ``repeats``) and its completeness gap, for
     ``perturbation`` and, for comparison, the other of shap's two exact algorithms."""
-    out: dict[str, Any] = {"forest": forest_settings(forest), "n_rows": int(len(x)),
-                           "perturbation": perturbation}
-    for pert in (perturbation, *[p for p in ("interventional", "tree_path_dependent")
-                                 if p != perturbation]):
+    out: dict[str, Any] = {
+        "forest": forest_settings(forest),
+        "n_rows": int(len(x)),
+        "perturbation": perturbation,
+    }
+    for pert in (
+        perturbation,
+        *[p for p in ("interventional", "tree_path_dependent") if p != perturbation],
+    ):
         times, attr = [], None
         for _ in range(max(repeats, 1)):
-            attr = explain_forest(forest, x, background, perturbation=pert,
-                                  batch_size=batch_size)
+            attr = explain_forest(forest, x, background, perturbation=pert, batch_size=batch_size)
             times.append(attr.ms_per_sample)
         assert attr is not None
         key = "forest" if pert == perturbation else f"forest_{pert}"
-        out.update({f"{key}_shap_ms_per_sample": float(np.median(times)),
-                    f"{key}_shap_ms_runs": times,
-                    f"{key}_completeness_gap": attr.completeness_gap,
-                    f"{key}_setup_s": attr.settings["setup_seconds"]})
+        out.update(
+            {
+                f"{key}_shap_ms_per_sample": float(np.median(times)),
+                f"{key}_shap_ms_runs": times,
+                f"{key}_completeness_gap": attr.completeness_gap,
+                f"{key}_setup_s": attr.settings["setup_seconds"],
+            }
+        )
     return out
 
 
@@ -248,8 +318,9 @@ def fd001(a: argparse.Namespace) -> dict[str, Any]:
     """Speed on FD001-sized models (see the module docstring)."""
     from pdmlens.data.sources import load_source
 
-    cfg = base_config(a).with_overrides({"data.source": "cmapss", "data.path": str(a.cmapss),
-                                         "model.lstm.epochs": a.epochs})
+    cfg = base_config(a).with_overrides(
+        {"data.source": "cmapss", "data.path": str(a.cmapss), "model.lstm.epochs": a.epochs}
+    )
     data = prepare(load_source(cfg.data), cfg)
     tr, va = data.windows("train", cfg.window), data.windows("val", cfg.window)
     est, forest, fit_s = models(a, cfg, "fd001", tr, va)
@@ -257,24 +328,39 @@ def fd001(a: argparse.Namespace) -> dict[str, Any]:
     x = va.batch(xi)[0].copy()
     bg = background(tr, cfg, a.seed + 1, cfg.explain.background)
     out: dict[str, Any] = {
-        "data": "C-MAPSS FD001", "background_kind": cfg.explain.background_kind,
+        "data": "C-MAPSS FD001",
+        "background_kind": cfg.explain.background_kind,
         "lstm": lstm_settings(est, cfg.window.length),
         "lstm_val_rmse": rmse(est.predict(va), va.window_targets),
         "forest_val_rmse": rmse(forest.predict(va), va.window_targets),
         "fit_s": fit_s,
     }
-    out.update(lstm_shap_ms_per_sample(est, x, bg, cfg.explain.shap_samples,
-                                       cfg.explain.batch_size, a.seed, a.repeats,
-                                       a.shap_windows, cfg.explain.num_threads))
-    out.update(forest_shap_ms_per_sample(forest, x, bg, cfg.explain.tree_perturbation,
-                                         a.repeats))
+    out.update(
+        lstm_shap_ms_per_sample(
+            est,
+            x,
+            bg,
+            cfg.explain.shap_samples,
+            cfg.explain.batch_size,
+            a.seed,
+            a.repeats,
+            a.shap_windows,
+            cfg.explain.num_threads,
+        )
+    )
+    out.update(forest_shap_ms_per_sample(forest, x, bg, cfg.explain.tree_perturbation, a.repeats))
     return out
 
 
 # --------------------------------------------------------------------------- simulated
-def groundtruth_checks(attrs: dict[str, Attribution], units: np.ndarray, rul: np.ndarray,
-                       data: PreparedData, thresholds: dict[str, float],
-                       headline: str) -> dict[str, Any]:
+def groundtruth_checks(
+    attrs: dict[str, Attribution],
+    units: np.ndarray,
+    rul: np.ndarray,
+    data: PreparedData,
+    thresholds: dict[str, float],
+    headline: str,
+) -> dict[str, Any]:
     """precision@k per model (and for the model-free ``data`` reference, given as scores
     in ``attrs["data"]``) at each RUL threshold: per window, per unit, per fault mode. The
     ``headline`` threshold's figures are also given flat."""
@@ -283,15 +369,22 @@ def groundtruth_checks(attrs: dict[str, Attribution], units: np.ndarray, rul: np
         rows = {}
         for name, attr in attrs.items():
             names = None if isinstance(attr, Attribution) else data.features
-            t = groundtruth_precision(attr, units, data.meta.fault_modes,
-                                      data.meta.fault_sensors, sensor_names=names, rul=rul,
-                                      rul_max=rul_max).set_index("fault_mode")
-            rows[name] = {"window": float(t.loc["all", "precision_sample"]),
-                          "unit": float(t.loc["all", "precision_unit"]),
-                          "n_windows": int(t.loc["all", "n_samples"]),
-                          "n_units": int(t.loc["all", "n_units"]),
-                          "by_mode": {k: float(v) for k, v in t["precision_sample"].items()
-                                      if k != "all"}}
+            t = groundtruth_precision(
+                attr,
+                units,
+                data.meta.fault_modes,
+                data.meta.fault_sensors,
+                sensor_names=names,
+                rul=rul,
+                rul_max=rul_max,
+            ).set_index("fault_mode")
+            rows[name] = {
+                "window": float(t.loc["all", "precision_sample"]),
+                "unit": float(t.loc["all", "precision_unit"]),
+                "n_windows": int(t.loc["all", "n_samples"]),
+                "n_units": int(t.loc["all", "n_units"]),
+                "by_mode": {k: float(v) for k, v in t["precision_sample"].items() if k != "all"},
+            }
         out["precision"][label] = rows
     for name, r in out["precision"][headline].items():
         out[f"{name}_precision_at_k"] = r["window"]
@@ -299,14 +392,21 @@ def groundtruth_checks(attrs: dict[str, Attribution], units: np.ndarray, rul: np
     return out
 
 
-def deletion_checks(models: dict[str, Any], attrs: dict[str, Attribution], x: np.ndarray,
-                    baseline: np.ndarray, k_true: int, n_random: int,
-                    seed: int) -> dict[str, Any]:
+def deletion_checks(
+    models: dict[str, Any],
+    attrs: dict[str, Attribution],
+    x: np.ndarray,
+    baseline: np.ndarray,
+    k_true: int,
+    n_random: int,
+    seed: int,
+) -> dict[str, Any]:
     """Deletion area and top-k / random ratio at k_true per model."""
     out: dict[str, Any] = {}
     for name, model in models.items():
-        res = deletion_curve(model_predictor(model), x, attrs[name], baseline,
-                             n_random=n_random, seed=seed)
+        res = deletion_curve(
+            model_predictor(model), x, attrs[name], baseline, n_random=n_random, seed=seed
+        )
         out[f"{name}_deletion_area"] = res.area
         out[f"{name}_deletion_area_rel"] = res.area_rel
         out[f"{name}_deletion_ratio_at_k"] = res.ratio(k_true)
@@ -321,10 +421,13 @@ def simulated(a: argparse.Namespace) -> dict[str, Any]:
     """Ground truth, faithfulness and agreement on the simulated fleet."""
     from pdmlens.data.simulate import simulate_fleet
 
-    cfg = base_config(a).with_overrides({
-        "data.simulator.n_units": a.sim_units, "data.simulator.n_test_units": 0,
-        "model.lstm.epochs": a.sim_epochs,
-    })
+    cfg = base_config(a).with_overrides(
+        {
+            "data.simulator.n_units": a.sim_units,
+            "data.simulator.n_test_units": 0,
+            "model.lstm.epochs": a.sim_epochs,
+        }
+    )
     data = prepare(simulate_fleet(cfg.data.simulator, cfg.seed), cfg)
     tr, va = data.windows("train", cfg.window), data.windows("val", cfg.window)
     lstm, forest, fit_s = models(a, cfg, "sim", tr, va)
@@ -336,9 +439,15 @@ def simulated(a: argparse.Namespace) -> dict[str, Any]:
     bg = background(tr, cfg, a.seed + 1, cfg.explain.background)
     base = baseline_from(background(tr, cfg, a.seed + 2, cfg.explain.deletion_baseline))
     attrs = {
-        "lstm": explain_lstm(lstm, x, bg, nsamples=cfg.explain.shap_samples,
-                             batch_size=cfg.explain.batch_size, seed=a.seed,
-                             num_threads=cfg.explain.num_threads),
+        "lstm": explain_lstm(
+            lstm,
+            x,
+            bg,
+            nsamples=cfg.explain.shap_samples,
+            batch_size=cfg.explain.batch_size,
+            seed=a.seed,
+            num_threads=cfg.explain.num_threads,
+        ),
         "forest": explain_forest(forest, x, bg, perturbation=cfg.explain.tree_perturbation),
     }
     k_true = int(np.median([len(v) for v in data.meta.fault_sensors.values()]))
@@ -347,11 +456,14 @@ def simulated(a: argparse.Namespace) -> dict[str, Any]:
         "data": f"simulated, {a.sim_units} units, validation units' windows with RUL < {cap}",
         "background_kind": cfg.explain.background_kind,
         "forest_perturbation": cfg.explain.tree_perturbation,
-        "fault_sensors": data.meta.fault_sensors, "k_true": k_true,
-        "n_windows": int(len(x)), "n_units": int(len(set(units.tolist()))),
+        "fault_sensors": data.meta.fault_sensors,
+        "k_true": k_true,
+        "n_windows": int(len(x)),
+        "n_units": int(len(set(units.tolist()))),
         "lstm_val_rmse": rmse(lstm.predict(va), rul),
         "forest_val_rmse": rmse(forest.predict(va), rul),
-        "forest": forest_settings(forest), "lstm": lstm_settings(lstm, cfg.window.length),
+        "forest": forest_settings(forest),
+        "lstm": lstm_settings(lstm, cfg.window.length),
         "fit_s": fit_s,
         "lstm_completeness_gap": attrs["lstm"].completeness_gap,
         "forest_completeness_gap": attrs["forest"].completeness_gap,
@@ -365,16 +477,31 @@ def simulated(a: argparse.Namespace) -> dict[str, Any]:
     out["headline"] = f"rul<{horizon:g}"
     scored = {**attrs, "data": deviation_scores(x, base)}
     out.update(groundtruth_checks(scored, units, rul_x, data, thresholds, out["headline"]))
-    out.update(deletion_checks({"lstm": lstm, "forest": forest}, attrs, x, base, k_true,
-                               cfg.explain.deletion_random, a.seed))
+    out.update(
+        deletion_checks(
+            {"lstm": lstm, "forest": forest},
+            attrs,
+            x,
+            base,
+            k_true,
+            cfg.explain.deletion_random,
+            a.seed,
+        )
+    )
     if getattr(a, "figures", None) is not None:
         save_figures(a.figures, attrs, agree, out, k_true, units, rul_x)
     return out
 
 
-def save_figures(directory: Path, attrs: dict[str, Attribution], agree: dict[str, Any],
-                 out: dict[str, Any], k_true: int, units: np.ndarray,
-                 rul: np.ndarray) -> None:
+def save_figures(
+    directory: Path,
+    attrs: dict[str, Attribution],
+    agree: dict[str, Any],
+    out: dict[str, Any],
+    k_true: int,
+    units: np.ndarray,
+    rul: np.ndarray,
+) -> None:
     """The report's SHAP figures for the simulated fleet, as PNGs."""
     from pdmlens.explain.faithfulness import DeletionResult
     from pdmlens.report.attribution_plots import (
@@ -392,26 +519,33 @@ def save_figures(directory: Path, attrs: dict[str, Attribution], agree: dict[str
     same = np.flatnonzero(units == units[late])
     time_sensor_heatmap(attrs["lstm"], same).savefig(directory / "heatmap_unit.png", dpi=80)
     agreement_plot(attrs["lstm"], attrs["forest"], result=agree).savefig(
-        directory / "agreement.png", dpi=80)
+        directory / "agreement.png", dpi=80
+    )
     curves = {}
     for name in attrs:
         top, rnd = np.array(out[f"{name}_deletion_top"]), np.array(out[f"{name}_deletion_random"])
         curves[name] = DeletionResult(
-            k=np.arange(len(top)), top=top, random=rnd,
+            k=np.arange(len(top)),
+            top=top,
+            random=rnd,
             random_std=np.array(out[f"{name}_deletion_random_std"]),
-            full_move=out[f"{name}_deletion_full_move"], n_random=0)
+            full_move=out[f"{name}_deletion_full_move"],
+            n_random=0,
+        )
     deletion_plot(curves, k_true=k_true).savefig(directory / "deletion.png", dpi=80)
 
 
 # --------------------------------------------------------------------------- run / print
 def run_shap_section(a: argparse.Namespace) -> dict[str, Any]:
     """Both parts (unless skipped), as one dict."""
-    res: dict[str, Any] = {"config": {k: str(v) if isinstance(v, Path) else v
-                                      for k, v in vars(a).items()}}
+    res: dict[str, Any] = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
+    }
     with threadpool_limits(a.shap_threads), torch_threads(a.shap_threads):
         if not a.skip_fd001:
             if (a.cmapss / "train_FD001.txt.gz").is_file() or (
-                    a.cmapss / "train_FD001.txt").is_file():
+                a.cmapss / "train_FD001.txt"
+            ).is_file():
                 res["fd001"] = fd001(a)
             else:
                 res["fd001"] = {"skipped": f"C-MAPSS not found at {a.cmapss}"}
@@ -462,26 +596,51 @@ def print_shap_section(res: dict[str, Any]) -> None:
         print(f"  LSTM {fd['lstm']}  val RMSE {fd['lstm_val_rmse']:.2f}")
         print(f"  forest {fd['forest']}  val RMSE {fd['forest_val_rmse']:.2f}")
         rows = [
-            ("LSTM expected gradients (ours)", fd["lstm_shap_ms_per_sample"],
-             fd["lstm_completeness_gap"], f"{fd['n_windows']} windows, nsamples "
-             f"{fd['nsamples']}, background {fd['background']}, batch {fd['batch_size']}"),
+            (
+                "LSTM expected gradients (ours)",
+                fd["lstm_shap_ms_per_sample"],
+                fd["lstm_completeness_gap"],
+                f"{fd['n_windows']} windows, nsamples "
+                f"{fd['nsamples']}, background {fd['background']}, batch {fd['batch_size']}",
+            ),
         ]
         if "shap_gradient_ms_per_sample" in fd:
-            rows.append(("LSTM shap.GradientExplainer", fd["shap_gradient_ms_per_sample"],
-                         fd["shap_gradient_completeness_gap"],
-                         f"{fd['shap_gradient_windows']} windows, same settings; corr with "
-                         f"ours {fd['ours_vs_shap_corr']:.3f}"))
+            rows.append(
+                (
+                    "LSTM shap.GradientExplainer",
+                    fd["shap_gradient_ms_per_sample"],
+                    fd["shap_gradient_completeness_gap"],
+                    f"{fd['shap_gradient_windows']} windows, same settings; corr with "
+                    f"ours {fd['ours_vs_shap_corr']:.3f}",
+                )
+            )
         if "shap_default_ms_per_sample" in fd:
-            rows.append(("LSTM shap.GradientExplainer, nsamples 200", fd[
-                "shap_default_ms_per_sample"], fd["shap_default_completeness_gap"],
-                f"{fd['shap_gradient_windows']} windows, shap's default nsamples"))
-        rows.append((f"forest TreeExplainer {fd['perturbation']}",
-                     fd["forest_shap_ms_per_sample"], fd["forest_completeness_gap"],
-                     f"{fd['n_rows']} rows"))
+            rows.append(
+                (
+                    "LSTM shap.GradientExplainer, nsamples 200",
+                    fd["shap_default_ms_per_sample"],
+                    fd["shap_default_completeness_gap"],
+                    f"{fd['shap_gradient_windows']} windows, shap's default nsamples",
+                )
+            )
+        rows.append(
+            (
+                f"forest TreeExplainer {fd['perturbation']}",
+                fd["forest_shap_ms_per_sample"],
+                fd["forest_completeness_gap"],
+                f"{fd['n_rows']} rows",
+            )
+        )
         for k in ("interventional", "tree_path_dependent"):
             if f"forest_{k}_shap_ms_per_sample" in fd:
-                rows.append((f"forest TreeExplainer {k}", fd[f"forest_{k}_shap_ms_per_sample"],
-                             fd[f"forest_{k}_completeness_gap"], f"{fd['n_rows']} rows"))
+                rows.append(
+                    (
+                        f"forest TreeExplainer {k}",
+                        fd[f"forest_{k}_shap_ms_per_sample"],
+                        fd[f"forest_{k}_completeness_gap"],
+                        f"{fd['n_rows']} rows",
+                    )
+                )
         print(f"  {'method':<44}{'ms/sample':>10}{'gap':>10}  setting")
         for name, ms, gap, note in rows:
             print(f"  {name:<44}{ms:>10.1f}{gap:>10.3g}  {note}")
@@ -489,28 +648,40 @@ def print_shap_section(res: dict[str, Any]) -> None:
         print("FD001:", fd["skipped"])
     sim = res.get("simulated")
     if sim:
-        print(f"\nSimulated fleet ({sim['data']}; {sim['n_windows']} windows of "
-              f"{sim['n_units']} units; k = {sim['k_true']} true fault sensors; background "
-              f"{sim['background_kind']}, forest {sim['forest_perturbation']})")
+        print(
+            f"\nSimulated fleet ({sim['data']}; {sim['n_windows']} windows of "
+            f"{sim['n_units']} units; k = {sim['k_true']} true fault sensors; background "
+            f"{sim['background_kind']}, forest {sim['forest_perturbation']})"
+        )
         print(f"  {'':<8}{'val RMSE':>9}{'del area':>9}{'area rel':>9}{'ratio@k':>9}{'gap':>9}")
         for m in ("lstm", "forest"):
-            print(f"  {m:<8}{sim[m + '_val_rmse']:>9.2f}{sim[m + '_deletion_area']:>9.2f}"
-                  f"{sim[m + '_deletion_area_rel']:>9.3f}{sim[m + '_deletion_ratio_at_k']:>9.2f}"
-                  f"{sim[m + '_completeness_gap']:>9.2g}")
-        print("  precision@k (per window / per unit pooled; data = model-free reference: rank "
-              "sensors by distance from the healthy baseline)")
+            print(
+                f"  {m:<8}{sim[m + '_val_rmse']:>9.2f}{sim[m + '_deletion_area']:>9.2f}"
+                f"{sim[m + '_deletion_area_rel']:>9.3f}{sim[m + '_deletion_ratio_at_k']:>9.2f}"
+                f"{sim[m + '_completeness_gap']:>9.2g}"
+            )
+        print(
+            "  precision@k (per window / per unit pooled; data = model-free reference: rank "
+            "sensors by distance from the healthy baseline)"
+        )
         for label, rows_ in sim["precision"].items():
             mark = "  <- headline" if label == sim["headline"] else ""
             cells = "  ".join(f"{m} {r['window']:.3f}/{r['unit']:.3f}" for m, r in rows_.items())
             n = next(iter(rows_.values()))
-            print(f"    {label:<10} ({n['n_windows']:>3} windows, {n['n_units']:>2} units)  "
-                  f"{cells}{mark}")
+            print(
+                f"    {label:<10} ({n['n_windows']:>3} windows, {n['n_units']:>2} units)  "
+                f"{cells}{mark}"
+            )
         for m, r in sim["precision"][sim["headline"]].items():
-            print(f"    {m} by fault mode ({sim['headline']}): "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in r["by_mode"].items()))
-        print(f"  agreement: Spearman rho {_f(sim['agreement_spearman'])}, top-k overlap "
-              f"{_f(sim['agreement_top_k_overlap'])}, mean per-unit rho "
-              f"{_f(sim['agreement_unit_spearman_mean'])}")
+            print(
+                f"    {m} by fault mode ({sim['headline']}): "
+                + ", ".join(f"{k} {v:.3f}" for k, v in r["by_mode"].items())
+            )
+        print(
+            f"  agreement: Spearman rho {_f(sim['agreement_spearman'])}, top-k overlap "
+            f"{_f(sim['agreement_top_k_overlap'])}, mean per-unit rho "
+            f"{_f(sim['agreement_unit_spearman_mean'])}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

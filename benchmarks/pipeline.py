@@ -42,12 +42,25 @@ def plain(cfg, work: Path) -> dict[str, float]:
     timed("prepare", steps.prepare, cfg, work / "ingest", work / "prepare")
     timed("train_lstm", steps.train_lstm, cfg, work / "prepare", work / "lstm")
     timed("train_forest", steps.train_forest, cfg, work / "prepare", work / "forest")
-    timed("evaluate", steps.evaluate, cfg, work / "prepare", work / "lstm", work / "forest",
-          work / "evaluate")
-    timed("explain", steps.explain, cfg, work / "prepare", work / "lstm", work / "forest",
-          work / "explain")
-    timed("signatures", steps.signatures, cfg, work / "prepare", work / "lstm",
-          work / "signatures")
+    timed(
+        "evaluate",
+        steps.evaluate,
+        cfg,
+        work / "prepare",
+        work / "lstm",
+        work / "forest",
+        work / "evaluate",
+    )
+    timed(
+        "explain",
+        steps.explain,
+        cfg,
+        work / "prepare",
+        work / "lstm",
+        work / "forest",
+        work / "explain",
+    )
+    timed("signatures", steps.signatures, cfg, work / "prepare", work / "lstm", work / "signatures")
     t0 = time.perf_counter()
     (work / "report.html").write_text(build_report(outs, "benchmark"))
     t["report"] = time.perf_counter() - t0
@@ -61,8 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--simulated", action="store_true")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", type=Path, default=None)
-    p.add_argument("--serial", action="store_true",
-                   help="also time the flow with one worker (no concurrency between steps)")
+    p.add_argument(
+        "--serial",
+        action="store_true",
+        help="also time the flow with one worker (no concurrency between steps)",
+    )
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
@@ -70,10 +86,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_HOME", str(tmp / "prefect"))
     from pdmlens.config import RunConfig
 
-    over = [] if a.simulated else ["data.source=cmapss", f"data.path={Path(a.data).resolve()}",
-                                   f"data.subset={a.subset}"]
-    over += [f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}", f"pipeline.work_dir={tmp / 'runs'}",
-             f"pipeline.cache_dir={tmp / 'cache'}", "pipeline.cache=false", *a.set]
+    over = (
+        []
+        if a.simulated
+        else [
+            "data.source=cmapss",
+            f"data.path={Path(a.data).resolve()}",
+            f"data.subset={a.subset}",
+        ]
+    )
+    over += [
+        f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}",
+        f"pipeline.work_dir={tmp / 'runs'}",
+        f"pipeline.cache_dir={tmp / 'cache'}",
+        "pipeline.cache=false",
+        *a.set,
+    ]
     cfg = RunConfig().with_overrides(over)
 
     t0 = time.perf_counter()
@@ -110,16 +138,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'plain functions, total':28s} {plain_s:8.1f}")
     print(f"{'flow + MLflow tracking':28s} {flow_s:8.1f}   overhead {overhead:+.1%}")
     if serial_s is not None:
-        print(f"{'  the same, one worker':28s} {serial_s:8.1f}   overhead "
-              f"{(serial_s - plain_s) / plain_s:+.1%} (no steps side by side)")
+        print(
+            f"{'  the same, one worker':28s} {serial_s:8.1f}   overhead "
+            f"{(serial_s - plain_s) / plain_s:+.1%} (no steps side by side)"
+        )
     print(f"{'Prefect temporary server':28s} {server_s:8.1f}   (once per process, not per run)")
-    print(f"\nflow: lstm rmse {summary['lstm'].get('rmse', float('nan')):.2f}, "
-          f"forest rmse {summary['forest'].get('rmse', float('nan')):.2f}")
+    print(
+        f"\nflow: lstm rmse {summary['lstm'].get('rmse', float('nan')):.2f}, "
+        f"forest rmse {summary['forest'].get('rmse', float('nan')):.2f}"
+    )
     if a.json:
-        a.json.write_text(json.dumps({"plain_s": plain_s, "flow_s": flow_s,
-                                      "overhead": overhead, "server_start_s": server_s,
-                                      "flow_one_worker_s": serial_s,
-                                      "steps_s": steps_t}, indent=1))
+        a.json.write_text(
+            json.dumps(
+                {
+                    "plain_s": plain_s,
+                    "flow_s": flow_s,
+                    "overhead": overhead,
+                    "server_start_s": server_s,
+                    "flow_one_worker_s": serial_s,
+                    "steps_s": steps_t,
+                },
+                indent=1,
+            )
+        )
     return 0
 
 

@@ -67,38 +67,56 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--familiar-mode", type=int, default=0)
     p.add_argument("--unfamiliar-mode", type=int, default=1)
-    p.add_argument("--units", type=int, default=100,
-                   help="units of the familiar mode for training + validation")
-    p.add_argument("--heldout-units", type=int, default=30,
-                   help="units in each held-out fleet (familiar mode and unfamiliar mode)")
+    p.add_argument(
+        "--units",
+        type=int,
+        default=100,
+        help="units of the familiar mode for training + validation",
+    )
+    p.add_argument(
+        "--heldout-units",
+        type=int,
+        default=30,
+        help="units in each held-out fleet (familiar mode and unfamiliar mode)",
+    )
     p.add_argument("--window", type=int, default=30)
     p.add_argument("--stride", type=int, default=2, help="window stride (all splits)")
     p.add_argument("--hidden", type=int, default=32)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--max-train", type=int, default=4000,
-                   help="at most this many training signatures fit scorers and clusters")
+    p.add_argument(
+        "--max-train",
+        type=int,
+        default=4000,
+        help="at most this many training signatures fit scorers and clusters",
+    )
     p.add_argument("--methods", default="mahalanobis,knn")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch and BLAS/OpenMP threads (1 is fastest on a busy machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and BLAS/OpenMP threads (1 is fastest on a busy machine)",
+    )
     p.add_argument("--device", default="cpu")
     return p.parse_args(argv)
 
 
 def build_config(a: argparse.Namespace, mode: int, n_units: int) -> RunConfig:
-    return RunConfig().with_overrides({
-        "seed": a.seed,
-        "data.simulator.n_units": n_units,
-        "data.simulator.n_test_units": 0,
-        "data.simulator.fault_mode_subset": [mode],
-        "window.length": a.window,
-        "window.stride": a.stride,
-        "model.lstm.hidden_size": a.hidden,
-        "model.lstm.num_layers": a.layers,
-        "model.lstm.epochs": a.epochs,
-        "model.lstm.device": a.device,
-        "model.lstm.num_threads": a.threads,
-    })
+    return RunConfig().with_overrides(
+        {
+            "seed": a.seed,
+            "data.simulator.n_units": n_units,
+            "data.simulator.n_test_units": 0,
+            "data.simulator.fault_mode_subset": [mode],
+            "window.length": a.window,
+            "window.stride": a.stride,
+            "model.lstm.hidden_size": a.hidden,
+            "model.lstm.num_layers": a.layers,
+            "model.lstm.epochs": a.epochs,
+            "model.lstm.device": a.device,
+            "model.lstm.num_threads": a.threads,
+        }
+    )
 
 
 def signatures(est: LSTMEstimator, ds: WindowDataset) -> dict[Any, np.ndarray]:
@@ -125,16 +143,19 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     cfg = build_config(a, a.familiar_mode, a.units)
     fam_splits = simulate_fleet(cfg.data.simulator, a.seed)
     held_fam = simulate_fleet(
-        build_config(a, a.familiar_mode, a.heldout_units).data.simulator, a.seed + 1000).train
+        build_config(a, a.familiar_mode, a.heldout_units).data.simulator, a.seed + 1000
+    ).train
     held_unf = simulate_fleet(
-        build_config(a, a.unfamiliar_mode, a.heldout_units).data.simulator, a.seed + 2000).train
+        build_config(a, a.unfamiliar_mode, a.heldout_units).data.simulator, a.seed + 2000
+    ).train
     data = prepare(fam_splits, cfg)
     fam_frame = data.preparer.transform(held_fam)
     unf_frame = data.preparer.transform(held_unf)
     timings["simulate+prepare"] = time.perf_counter() - t0
 
-    modes_fam = sorted(set(fam_splits.train.meta.fault_modes.values())
-                       | set(held_fam.meta.fault_modes.values()))
+    modes_fam = sorted(
+        set(fam_splits.train.meta.fault_modes.values()) | set(held_fam.meta.fault_modes.values())
+    )
     modes_unf = sorted(set(held_unf.meta.fault_modes.values()))
     log.info("familiar modes %s, unfamiliar modes %s", modes_fam, modes_unf)
     if set(modes_fam) & set(modes_unf):
@@ -143,18 +164,21 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     win = cfg.window
     train_ds = data.windows("train", win)
     val_ds = data.windows("val", win)
-    fam_ds = WindowDataset(fam_frame, data.features, win.length, target="rul",
-                           stride=win.stride, pad=win.pad)
-    unf_ds = WindowDataset(unf_frame, data.features, win.length, target="rul",
-                           stride=win.stride, pad=win.pad)
+    fam_ds = WindowDataset(
+        fam_frame, data.features, win.length, target="rul", stride=win.stride, pad=win.pad
+    )
+    unf_ds = WindowDataset(
+        unf_frame, data.features, win.length, target="rul", stride=win.stride, pad=win.pad
+    )
 
     t = time.perf_counter()
     est = LSTMEstimator.from_config(cfg)
     est.fit(train_ds, val_ds)  # the estimator logs each epoch
     timings["train_lstm"] = time.perf_counter() - t
-    rmse = {name: float(np.sqrt(np.mean((est.predict(ds) - ds.window_targets) ** 2)))
-            for name, ds in (("val", val_ds), ("familiar_test", fam_ds),
-                             ("unfamiliar_test", unf_ds))}
+    rmse = {
+        name: float(np.sqrt(np.mean((est.predict(ds) - ds.window_targets) ** 2)))
+        for name, ds in (("val", val_ds), ("familiar_test", fam_ds), ("unfamiliar_test", unf_ds))
+    }
 
     t = time.perf_counter()
     sig_train = signatures(est, train_ds)
@@ -165,26 +189,39 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
     rng = np.random.RandomState(a.seed)
     n_tr = len(train_ds)
-    fit_idx = np.sort(rng.choice(n_tr, a.max_train, replace=False)) if n_tr > a.max_train \
+    fit_idx = (
+        np.sort(rng.choice(n_tr, a.max_train, replace=False))
+        if n_tr > a.max_train
         else np.arange(n_tr)
+    )
     sig_fit = subset(sig_train, fit_idx)
 
     bins = cfg.signatures.stage_bins
     # all windows; degrading or worse (true RUL < the healthy stage's lower edge); critical
-    limits = {"all_windows": np.inf, f"rul<{bins[-2]:g}": float(bins[-2]),
-              f"rul<{bins[1]:g}": float(bins[1])}
+    limits = {
+        "all_windows": np.inf,
+        f"rul<{bins[-2]:g}": float(bins[-2]),
+        f"rul<{bins[1]:g}": float(bins[1]),
+    }
     sample_sets = {
         name: tuple(np.flatnonzero(ds.window_targets < lim) for ds in (fam_ds, unf_ds, val_ds))
-        for name, lim in limits.items()}
+        for name, lim in limits.items()
+    }
     novelty: dict[str, Any] = {}
     plot_scores: dict[str, Any] = {}
     t = time.perf_counter()
     for set_name, (fi, ui, vi) in sample_sets.items():
         for method in a.methods.split(","):
             table, scores = novelty_by_layer(
-                sig_fit, subset(sig_val, vi), subset(sig_fam, fi), subset(sig_unf, ui),
-                method=method, k=cfg.signatures.novelty_knn, tnr=cfg.signatures.novelty_tnr,
-                seed=a.seed)
+                sig_fit,
+                subset(sig_val, vi),
+                subset(sig_fam, fi),
+                subset(sig_unf, ui),
+                method=method,
+                k=cfg.signatures.novelty_knn,
+                tnr=cfg.signatures.novelty_tnr,
+                seed=a.seed,
+            )
             novelty[f"{set_name}/{method}"] = table
             plot_scores[f"{set_name}/{method}"] = (table, scores)
     timings["novelty"] = time.perf_counter() - t
@@ -195,13 +232,18 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     st_train = stage_of(train_ds.window_targets[fit_idx], bins)
     st_fam = stage_of(fam_ds.window_targets, bins)
     groups = train_ds.window_units[fit_idx]
-    sep = layer_separation({k: sig_fit[k] for k in layers}, st_train,
-                           {k: sig_fam[k] for k in layers}, st_fam, seed=a.seed,
-                           k=cfg.signatures.k, k_range=cfg.signatures.k_range,
-                           train_groups=groups,
-                           silhouette_sample=cfg.signatures.silhouette_sample)
-    choice = first_separating_layer(sep, cfg.signatures.separation_metric,
-                                    cfg.signatures.tolerance)
+    sep = layer_separation(
+        {k: sig_fit[k] for k in layers},
+        st_train,
+        {k: sig_fam[k] for k in layers},
+        st_fam,
+        seed=a.seed,
+        k=cfg.signatures.k,
+        k_range=cfg.signatures.k_range,
+        train_groups=groups,
+        silhouette_sample=cfg.signatures.silhouette_sample,
+    )
+    choice = first_separating_layer(sep, cfg.signatures.separation_metric, cfg.signatures.tolerance)
     timings["separation"] = time.perf_counter() - t
 
     # what the chosen layer's clusters mean: fitted on train, read on familiar held-out units
@@ -214,23 +256,41 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     timings["describe+selectivity"] = time.perf_counter() - t
 
     if a.figures is not None:
-        save_figures(a.figures, sep, choice.layer, plot_scores, sig_fam, st_fam, order, a.seed,
-                     cfg)
+        save_figures(a.figures, sep, choice.layer, plot_scores, sig_fam, st_fam, order, a.seed, cfg)
 
     return {
         "config": vars(a) | {"json": str(a.json), "figures": str(a.figures)},
-        "familiar_modes": modes_fam, "unfamiliar_modes": modes_unf,
-        "n_windows": {"train": n_tr, "train_fit": len(fit_idx), "val": len(val_ds),
-                      "familiar_test": len(fam_ds), "unfamiliar_test": len(unf_ds),
-                      **{f"{s}/familiar": len(v[0]) for s, v in sample_sets.items()},
-                      **{f"{s}/unfamiliar": len(v[1]) for s, v in sample_sets.items()}},
+        "familiar_modes": modes_fam,
+        "unfamiliar_modes": modes_unf,
+        "n_windows": {
+            "train": n_tr,
+            "train_fit": len(fit_idx),
+            "val": len(val_ds),
+            "familiar_test": len(fam_ds),
+            "unfamiliar_test": len(unf_ds),
+            **{f"{s}/familiar": len(v[0]) for s, v in sample_sets.items()},
+            **{f"{s}/unfamiliar": len(v[1]) for s, v in sample_sets.items()},
+        },
         "lstm_rmse": rmse,
-        "novelty": {key: _records(tab, ["auroc", "fpr_at_95_tpr", "detection_rate",
-                                        "false_alarm_rate", "threshold"])
-                    for key, tab in novelty.items()},
-        "separation": _records(sep, ["k", "silhouette", "purity", "ari", "nmi",
-                                     "probe_accuracy", "probe_cv_accuracy",
-                                     "majority_baseline"]),
+        "novelty": {
+            key: _records(
+                tab, ["auroc", "fpr_at_95_tpr", "detection_rate", "false_alarm_rate", "threshold"]
+            )
+            for key, tab in novelty.items()
+        },
+        "separation": _records(
+            sep,
+            [
+                "k",
+                "silhouette",
+                "purity",
+                "ari",
+                "nmi",
+                "probe_accuracy",
+                "probe_cv_accuracy",
+                "majority_baseline",
+            ],
+        ),
         "first_separating_layer": {**choice.as_dict(), "sentence": choice.sentence()},
         "clusters_of_chosen_layer": sentences,
         "fault_sensors": {m: held_unf.meta.fault_sensors.get(m) for m in modes_fam + modes_unf},
@@ -239,8 +299,9 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def unit_selectivity_or_none(est: LSTMEstimator, ds: WindowDataset, bins: list[float],
-                             cfg: RunConfig) -> list[dict[str, Any]] | None:
+def unit_selectivity_or_none(
+    est: LSTMEstimator, ds: WindowDataset, bins: list[float], cfg: RunConfig
+) -> list[dict[str, Any]] | None:
     """Top 3 stage-selective hidden units (h over each window), when the gates module
     exists (None otherwise)."""
     try:
@@ -253,21 +314,36 @@ def unit_selectivity_or_none(est: LSTMEstimator, ds: WindowDataset, bins: list[f
     rul_steps = ds.window_targets[:, None] + np.arange(ds.length - 1, -1, -1)[None, :]
     stages = stage_of(np.minimum(rul_steps, bins[-1]), bins)
     acts = {li + 1: np.asarray(layer["h"]) for li, layer in enumerate(trace.layers)}
-    df = unit_selectivity(acts, stages, threshold=cfg.signatures.selectivity_threshold,
-                          min_run=cfg.signatures.selectivity_min_run, top=3,
-                          order=stage_names(bins))
+    df = unit_selectivity(
+        acts,
+        stages,
+        threshold=cfg.signatures.selectivity_threshold,
+        min_run=cfg.signatures.selectivity_min_run,
+        top=3,
+        order=stage_names(bins),
+    )
     df["layer"] = df["layer"].map(layer_label)
     return df.to_dict(orient="records")
 
 
 def _records(table: pd.DataFrame, cols: list[str]) -> dict[str, dict[str, float]]:
-    return {layer_label(k): {c: float(table.loc[k, c]) for c in cols if c in table.columns}
-            for k in table.index}
+    return {
+        layer_label(k): {c: float(table.loc[k, c]) for c in cols if c in table.columns}
+        for k in table.index
+    }
 
 
-def save_figures(directory: Path, sep: pd.DataFrame, chosen: Any, plot_scores: dict,
-                 sig_fam: dict, st_fam: np.ndarray, order: list[str], seed: int,
-                 cfg: RunConfig) -> None:
+def save_figures(
+    directory: Path,
+    sep: pd.DataFrame,
+    chosen: Any,
+    plot_scores: dict,
+    sig_fam: dict,
+    st_fam: np.ndarray,
+    order: list[str],
+    seed: int,
+    cfg: RunConfig,
+) -> None:
     from pdmlens.report.signature_plots import (
         plot_layer_separation,
         plot_novelty_distributions,
@@ -281,10 +357,13 @@ def save_figures(directory: Path, sep: pd.DataFrame, chosen: Any, plot_scores: d
         safe = key.replace("/", "_").replace("<", "_lt_")
         fig.savefig(directory / f"novelty_{safe}.png", dpi=80)
     layers = [k for k in sig_fam if k not in BASELINES]
-    clusters = {k: SignatureClusterer(k=int(sep.loc[k, "k"]), seed=seed).fit(sig_fam[k]).labels_
-                for k in layers}
-    plot_signature_projection({k: sig_fam[k] for k in layers}, clusters, st_fam, order,
-                              seed=seed).savefig(directory / "projection.png", dpi=80)
+    clusters = {
+        k: SignatureClusterer(k=int(sep.loc[k, "k"]), seed=seed).fit(sig_fam[k]).labels_
+        for k in layers
+    }
+    plot_signature_projection(
+        {k: sig_fam[k] for k in layers}, clusters, st_fam, order, seed=seed
+    ).savefig(directory / "projection.png", dpi=80)
 
 
 def print_report(res: dict[str, Any]) -> None:
@@ -295,11 +374,12 @@ def print_report(res: dict[str, Any]) -> None:
         print(f"\nnovelty, {key}")
         print(f"  {'layer':<22}{'AUROC':>8}{'FPR@95TPR':>11}{'detect@thr':>12}{'false@thr':>11}")
         for layer, r in rows.items():
-            print(f"  {layer:<22}{r['auroc']:>8.3f}{r['fpr_at_95_tpr']:>11.3f}"
-                  f"{r['detection_rate']:>12.3f}{r['false_alarm_rate']:>11.3f}")
+            print(
+                f"  {layer:<22}{r['auroc']:>8.3f}{r['fpr_at_95_tpr']:>11.3f}"
+                f"{r['detection_rate']:>12.3f}{r['false_alarm_rate']:>11.3f}"
+            )
     print("\nseparation of health stages on familiar held-out units")
-    cols = ["k", "purity", "ari", "nmi", "probe_accuracy", "probe_cv_accuracy",
-            "majority_baseline"]
+    cols = ["k", "purity", "ari", "nmi", "probe_accuracy", "probe_cv_accuracy", "majority_baseline"]
     print(f"  {'layer':<22}" + "".join(f"{c[:12]:>13}" for c in cols))
     for layer, r in res["separation"].items():
         print(f"  {layer:<22}" + "".join(f"{r[c]:>13.3f}" for c in cols))
@@ -311,8 +391,10 @@ def print_report(res: dict[str, Any]) -> None:
     if res["selective_units"]:
         print("most stage-selective hidden units (h, familiar held-out windows):")
         for r in res["selective_units"]:
-            print(f"  {r['stage']:<20} {r['layer']:<14} unit {r['unit']:>3} ({r['direction']})"
-                  f"  f1 {r['f1']:.3f}  precision {r['precision']:.3f}  recall {r['recall']:.3f}")
+            print(
+                f"  {r['stage']:<20} {r['layer']:<14} unit {r['unit']:>3} ({r['direction']})"
+                f"  f1 {r['f1']:.3f}  precision {r['precision']:.3f}  recall {r['recall']:.3f}"
+            )
     print("timings (s):", {k: round(v, 1) for k, v in res["timings_s"].items()})
 
 

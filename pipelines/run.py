@@ -66,7 +66,9 @@ def start_local_server(port: int = 4200, timeout: float = 180.0) -> tuple[subpro
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(
         [exe, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -79,8 +81,9 @@ def start_local_server(port: int = 4200, timeout: float = 180.0) -> tuple[subpro
     raise RuntimeError(f"the Prefect server did not answer on {api} within {timeout:.0f} s")
 
 
-def serve(cfg: RunConfig, cron: str, name: str = DEPLOYMENT, port: int = 4200,
-          run_once: bool = False) -> None:
+def serve(
+    cfg: RunConfig, cron: str, name: str = DEPLOYMENT, port: int = 4200, run_once: bool = False
+) -> None:
     """Serve the flow as deployment ``pdmlens/<name>`` on ``cron``, running its runs here
     (blocks). Starts a local Prefect server when ``PREFECT_API_URL`` is unset.
     ``run_once``: also trigger one run right away."""
@@ -91,16 +94,26 @@ def serve(cfg: RunConfig, cron: str, name: str = DEPLOYMENT, port: int = 4200,
     if not api:
         server, api = start_local_server(port)
         os.environ["PREFECT_API_URL"] = api
-        print(f"no Prefect server configured: started one at {api.removesuffix('/api')} "
-              f"(set PREFECT_API_URL to use your own)", file=sys.stderr)
+        print(
+            f"no Prefect server configured: started one at {api.removesuffix('/api')} "
+            f"(set PREFECT_API_URL to use your own)",
+            file=sys.stderr,
+        )
     try:
         flow = pdmlens_flow.with_options(task_runner=task_runner(cfg))
         if run_once:
             _trigger_when_ready(f"{pdmlens_flow.name}/{name}")
-        print(f"serving deployment {pdmlens_flow.name}/{name} on cron '{cron}' "
-              f"(Prefect UI: {api.removesuffix('/api')}); Ctrl-C stops", file=sys.stderr)
-        flow.serve(name=name, cron=cron, parameters={"config": cfg.model_dump(mode="json")},
-                   print_starting_message=False)
+        print(
+            f"serving deployment {pdmlens_flow.name}/{name} on cron '{cron}' "
+            f"(Prefect UI: {api.removesuffix('/api')}); Ctrl-C stops",
+            file=sys.stderr,
+        )
+        flow.serve(
+            name=name,
+            cron=cron,
+            parameters={"config": cfg.model_dump(mode="json")},
+            print_starting_message=False,
+        )
     finally:
         if server is not None:
             server.terminate()

@@ -185,8 +185,7 @@ def test_background_indices() -> None:
     b = background_indices(6, 3, seed=0, among=healthy)
     assert len(b) == 3 and healthy[b].all()
     np.testing.assert_array_equal(background_indices(6, 9, among=healthy), [0, 2, 4, 5])
-    np.testing.assert_array_equal(healthy_mask(np.array([0.0, 1.0]), task="horizon"),
-                                  [True, False])
+    np.testing.assert_array_equal(healthy_mask(np.array([0.0, 1.0]), task="horizon"), [True, False])
 
 
 # ------------------------------------------------------------------ Attribution helpers
@@ -333,9 +332,14 @@ def test_select_background_draws_healthy_windows() -> None:
 
     from pdmlens.data.windows import WindowDataset
 
-    frame = pd.DataFrame({"unit": ["a"] * 6 + ["b"] * 4, "time": list(range(6)) + list(range(4)),
-                          "s": np.arange(10, dtype=float),
-                          "rul": [125, 125, 125, 2, 1, 0, 125, 125, 1, 0]})
+    frame = pd.DataFrame(
+        {
+            "unit": ["a"] * 6 + ["b"] * 4,
+            "time": list(range(6)) + list(range(4)),
+            "s": np.arange(10, dtype=float),
+            "rul": [125, 125, 125, 2, 1, 0, 125, 125, 1, 0],
+        }
+    )
     ds = WindowDataset(frame, ["s"], 2, target="rul")
     bg = select_background(ds, 3, "healthy", seed=0, rul_cap=125)
     assert bg.shape == (3, 2, 1)
@@ -354,6 +358,7 @@ def test_torch_threads_are_restored() -> None:
     with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    attr = explain_lstm(LastStepSensor2(), windows(2, 3, 4, 0), windows(2, 3, 4, 1),
-                        nsamples=2, num_threads=1)
+    attr = explain_lstm(
+        LastStepSensor2(), windows(2, 3, 4, 0), windows(2, 3, 4, 1), nsamples=2, num_threads=1
+    )
     assert attr.settings["num_threads"] == 1 and torch.get_num_threads() == before

@@ -20,11 +20,18 @@ def _frame(n_units: int = 6, length: int = 30, seed: int = 0) -> pd.DataFrame:
     parts = []
     for u in range(n_units):
         rul = np.arange(length - 1, -1, -1, dtype=float)
-        parts.append(pd.DataFrame({
-            "unit": f"u{u}", "time": np.arange(1, length + 1),
-            "sensor_a": (length - rul) ** 1.5 / length + rng.normal(0, 0.1, length),
-            "sensor_b": rng.normal(0, 1, length),
-            "rul": np.minimum(rul, 20.0), "fails_within_5": (rul <= 5).astype(float)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "unit": f"u{u}",
+                    "time": np.arange(1, length + 1),
+                    "sensor_a": (length - rul) ** 1.5 / length + rng.normal(0, 0.1, length),
+                    "sensor_b": rng.normal(0, 1, length),
+                    "rul": np.minimum(rul, 20.0),
+                    "fails_within_5": (rul <= 5).astype(float),
+                }
+            )
+        )
     return pd.concat(parts, ignore_index=True)
 
 
@@ -32,8 +39,10 @@ def _data(target: str = "rul"):
     frame = _frame()
     train = frame[frame.unit.isin(["u0", "u1", "u2", "u3"])].reset_index(drop=True)
     val = frame[frame.unit.isin(["u4", "u5"])].reset_index(drop=True)
-    return (WindowDataset(train, FEATURES, 5, target=target),
-            WindowDataset(val, FEATURES, 5, target=target))
+    return (
+        WindowDataset(train, FEATURES, 5, target=target),
+        WindowDataset(val, FEATURES, 5, target=target),
+    )
 
 
 def _small(**kw) -> ForestEstimator:
@@ -49,8 +58,12 @@ def test_conventions_and_feature_names():
     train, val = _data()
     assert est.fit(train, val) is est
     assert est.get_params()["stats"] == ("last", "slope")
-    assert est.feature_names_ == ["sensor_a__last", "sensor_a__slope",
-                                  "sensor_b__last", "sensor_b__slope"]
+    assert est.feature_names_ == [
+        "sensor_a__last",
+        "sensor_a__slope",
+        "sensor_b__last",
+        "sensor_b__slope",
+    ]
     assert est.model_.n_features_in_ == 4 and len(est.model_.estimators_) == 10
     assert set(est.val_metrics_) == {"rmse", "mae"}
 
@@ -110,8 +123,13 @@ def test_horizon_task():
 
 
 def test_from_config():
-    cfg = RunConfig().with_overrides({"seed": 5, "model.forest.n_estimators": 7,
-                                      "model.forest.stats": ["last", "max"]})
+    cfg = RunConfig().with_overrides(
+        {"seed": 5, "model.forest.n_estimators": 7, "model.forest.stats": ["last", "max"]}
+    )
     est = ForestEstimator.from_config(cfg, task="horizon")
     assert (est.seed, est.n_estimators, tuple(est.stats), est.task) == (
-        5, 7, ("last", "max"), "horizon")
+        5,
+        7,
+        ("last", "max"),
+        "horizon",
+    )

@@ -33,8 +33,7 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-def make_lstm(n_in: int, hidden: int, layers: int, seed: int, scale: float = 1.0,
-              **kw) -> nn.LSTM:
+def make_lstm(n_in: int, hidden: int, layers: int, seed: int, scale: float = 1.0, **kw) -> nn.LSTM:
     torch.manual_seed(seed)
     lstm = nn.LSTM(n_in, hidden, layers, batch_first=True, **kw)
     if scale != 1.0:
@@ -60,7 +59,7 @@ def reference(lstm: nn.LSTM, x: np.ndarray, hx=None) -> list[dict[str, np.ndarra
         rec = {k: np.zeros((n, steps, hd)) for k in KEYS}
         for t in range(steps):
             z = inp[:, t] @ w_ih.T + h @ w_hh.T + b
-            i, f, g, o = (z[:, k * hd:(k + 1) * hd] for k in range(4))
+            i, f, g, o = (z[:, k * hd : (k + 1) * hd] for k in range(4))
             i, f, o = 1 / (1 + np.exp(-i)), 1 / (1 + np.exp(-f)), 1 / (1 + np.exp(-o))
             g = np.tanh(g)
             c = f * c + i * g
@@ -90,8 +89,7 @@ def assert_matches_lstm(trace: GateTrace, lstm: nn.LSTM, x: torch.Tensor, hx=Non
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("with_state", [False, True])
-@pytest.mark.parametrize(("layers", "hidden"), [(1, 3), (1, 16), (2, 8), (2, 33), (3, 5),
-                                                (3, 12)])
+@pytest.mark.parametrize(("layers", "hidden"), [(1, 3), (1, 16), (2, 8), (2, 33), (3, 5), (3, 12)])
 def test_trace_matches_nn_lstm_and_reference(method, with_state, layers, hidden):
     n, steps, n_in = 9, 7, 4
     lstm = make_lstm(n_in, hidden, layers, seed=layers * 100 + hidden, scale=2.0)
@@ -99,15 +97,18 @@ def test_trace_matches_nn_lstm_and_reference(method, with_state, layers, hidden)
     x = torch.randn(n, steps, n_in, generator=gen)
     hx = None
     if with_state:
-        hx = (torch.randn(layers, n, hidden, generator=gen),
-              torch.randn(layers, n, hidden, generator=gen))
+        hx = (
+            torch.randn(layers, n, hidden, generator=gen),
+            torch.randn(layers, n, hidden, generator=gen),
+        )
     trace = extract_gates(lstm, x, hx, chunk_size=4, method=method, check="full")
     assert_matches_lstm(trace, lstm, x, hx)
     ref = reference(lstm, x.numpy(), hx)
     for li in range(layers):
         for k in KEYS:
-            np.testing.assert_allclose(trace.layers[li][k], ref[li][k], rtol=0, atol=TOL,
-                                       err_msg=f"layer {li} {k}")
+            np.testing.assert_allclose(
+                trace.layers[li][k], ref[li][k], rtol=0, atol=TOL, err_msg=f"layer {li} {k}"
+            )
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -118,8 +119,9 @@ def test_intermediate_layers_equal_shallower_lstm(method):
     trace = extract_gates(lstm, x, method=method)
     for depth in (1, 2):
         sub = nn.LSTM(5, 6, depth, batch_first=True)
-        sub.load_state_dict({k: v for k, v in lstm.state_dict().items()
-                             if int(k.rsplit("_l", 1)[1]) < depth})
+        sub.load_state_dict(
+            {k: v for k, v in lstm.state_dict().items() if int(k.rsplit("_l", 1)[1]) < depth}
+        )
         with torch.no_grad():
             out, _ = sub(x)
         np.testing.assert_allclose(trace.layers[depth - 1]["h"], out.numpy(), rtol=0, atol=TOL)
@@ -154,8 +156,7 @@ def test_h_is_o_times_tanh_c(method):
     x = torch.randn(10, 9, 4, generator=torch.Generator().manual_seed(3))
     trace = extract_gates(lstm, x, method=method)
     for layer in trace.layers:
-        np.testing.assert_allclose(layer["h"], layer["o"] * np.tanh(layer["c"]), rtol=0,
-                                   atol=1e-6)
+        np.testing.assert_allclose(layer["h"], layer["o"] * np.tanh(layer["c"]), rtol=0, atol=1e-6)
         # c follows its own recursion from c_0 = 0
         c_prev = np.zeros_like(layer["c"][:, 0])
         for t in range(trace.n_steps):
@@ -172,8 +173,9 @@ def test_chunked_equals_unchunked_and_numpy_input(method):
     x = torch.randn(23, 6, 4, generator=torch.Generator().manual_seed(4))
     hx = (torch.randn(2, 23, 6), torch.randn(2, 23, 6))
     whole = extract_gates(lstm, x, hx, chunk_size=100, method=method)
-    parts = extract_gates(lstm, x.numpy(), (hx[0].numpy(), hx[1].numpy()), chunk_size=5,
-                          method=method)
+    parts = extract_gates(
+        lstm, x.numpy(), (hx[0].numpy(), hx[1].numpy()), chunk_size=5, method=method
+    )
     for a, b in zip(whole.layers, parts.layers, strict=True):
         for k in KEYS:
             np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-6)
@@ -210,8 +212,7 @@ def test_iter_chunks_and_summaries_match_full_trace():
         np.testing.assert_allclose(summ.last[li]["h"], full.layers[li]["h"][:, -1], atol=1e-6)
         np.testing.assert_allclose(summ.last[li]["c"], full.layers[li]["c"][:, -1], atol=1e-6)
         for k in ("i", "f", "g", "o"):
-            np.testing.assert_allclose(summ.mean[li][k], full.layers[li][k].mean(axis=1),
-                                       atol=1e-6)
+            np.testing.assert_allclose(summ.mean[li][k], full.layers[li][k].mean(axis=1), atol=1e-6)
     pd.testing.assert_frame_equal(summ.saturation, saturation(full))
     assert summ.max_abs_error <= TOL
 
@@ -297,7 +298,7 @@ def test_check_catches_a_wrong_trace(monkeypatch, threads):
 
     def broken(net, xc, h0, c0, block):
         real(net, xc, h0, c0, block)
-        block[-1, 2, :, 5 * net.hidden:6 * net.hidden] += 1e-3  # last layer's h at step 2
+        block[-1, 2, :, 5 * net.hidden : 6 * net.hidden] += 1e-3  # last layer's h at step 2
 
     monkeypatch.setattr(gates_mod, "_loop_chunk", broken)
     with pytest.raises(GateCheckError, match="differs from nn.LSTM"):
@@ -401,7 +402,7 @@ def test_check_samples_reach_every_tile(monkeypatch):
     def broken_last_tile(net, xc, h0, c0, block):
         real(net, xc, h0, c0, block)
         if xc.shape[0] == 2:  # tiles of 5: rows 10..11
-            block[-1, -1, :, 5 * net.hidden:6 * net.hidden] += 1e-2
+            block[-1, -1, :, 5 * net.hidden : 6 * net.hidden] += 1e-2
 
     monkeypatch.setattr(gates_mod, "_loop_chunk", broken_last_tile)
     with pytest.raises(GateCheckError):
@@ -440,8 +441,7 @@ def test_device_workspace_path(monkeypatch, method):
     trace = extract_gates(lstm, x, chunk_size=5, method=method, threads=2)
     assert_matches_lstm(trace, lstm, x)
     parts = list(iter_gate_chunks(lstm, x, chunk_size=5, method=method, copy=True))
-    np.testing.assert_allclose(parts[-1][1].layers[1]["h"], trace.layers[1]["h"][10:],
-                               atol=1e-6)
+    np.testing.assert_allclose(parts[-1][1].layers[1]["h"], trace.layers[1]["h"][10:], atol=1e-6)
 
 
 def test_signatures_from_trace_accept_a_gate_trace():

@@ -84,8 +84,7 @@ def test_inputs_that_are_not_sensors_are_left_out_of_the_ranking() -> None:
     names = ["sensor_a", "sensor_b", "age", "setting_1"]
     values = np.array([[1.0, 0.5, 9.0, 8.0], [0.2, 0.4, 9.0, 8.0]])
     units = np.array(["A", "A"])
-    per_unit = unit_precision(values, units, {"A": "m"}, {"m": ["sensor_a"]},
-                              sensor_names=names)
+    per_unit = unit_precision(values, units, {"A": "m"}, {"m": ["sensor_a"]}, sensor_names=names)
     np.testing.assert_allclose(per_unit["precision_sample"], [0.5])  # 1, then 0
     assert per_unit["top_sensors"].iloc[0] == ["sensor_a"]  # pooled: a 0.6 > b 0.45
     np.testing.assert_allclose(per_unit["precision_unit"], [1.0])

@@ -210,7 +210,8 @@ def test_horizon_task_learns_the_rul_and_gives_probabilities():
     assert given.horizon_scale_ == 1.5  # a given scale is used, not fitted
     assert given.alarm_rule("the scale given") == (
         "P(failure within 5 cycles) = sigmoid((5.5 - predicted RUL) / 1.50), the scale given; "
-        "an alarm at 0.5, i.e. predicted RUL <= 5.5")
+        "an alarm at 0.5, i.e. predicted RUL <= 5.5"
+    )
     with pytest.raises(ValueError):
         _small().fit(*_data()).predict_proba(val)
 
@@ -252,8 +253,9 @@ def test_horizon_model_saves_and_loads_and_reads_models_saved_before_the_shift(t
     payload = torch.load(rul.save(tmp_path / "r.pt"), weights_only=True)
     del payload["state_dict"]["out_shift"]
     torch.save(payload, tmp_path / "old.pt")
-    np.testing.assert_array_equal(LSTMEstimator.load(tmp_path / "old.pt").predict(x),
-                                  rul.predict(x))
+    np.testing.assert_array_equal(
+        LSTMEstimator.load(tmp_path / "old.pt").predict(x), rul.predict(x)
+    )
 
 
 def test_from_config_uses_run_parameters():

@@ -32,23 +32,32 @@ from pdmlens.report.html import find_external_references  # noqa: E402
 pytestmark = pytest.mark.slow
 
 TINY = [
-    "data.simulator.n_units=24", "data.simulator.n_test_units=6",
-    "model.lstm.epochs=2", "model.lstm.hidden_size=16", "model.forest.n_estimators=10",
-    "explain.n_explain=16", "explain.deletion_random=2", "explain.gate_samples=4",
+    "data.simulator.n_units=24",
+    "data.simulator.n_test_units=6",
+    "model.lstm.epochs=2",
+    "model.lstm.hidden_size=16",
+    "model.forest.n_estimators=10",
+    "explain.n_explain=16",
+    "explain.deletion_random=2",
+    "explain.gate_samples=4",
 ]
 
 
 def tiny_args(root: Path, *extra: str, db: str = "mlflow.db") -> list[str]:
-    sets = [*TINY, f"tracking.uri=sqlite:///{root / db}", f"pipeline.work_dir={root / 'runs'}",
-            f"pipeline.cache_dir={root / 'cache'}", *extra]
+    sets = [
+        *TINY,
+        f"tracking.uri=sqlite:///{root / db}",
+        f"pipeline.work_dir={root / 'runs'}",
+        f"pipeline.cache_dir={root / 'cache'}",
+        *extra,
+    ]
     return [arg for s in sets for arg in ("--set", s)]
 
 
 def pdmlens(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """The installed ``pdmlens`` command, in a subprocess (stdout and stderr apart)."""
     exe = Path(sys.executable).parent / "pdmlens"
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def run_here(root: Path, *extra: str, db: str = "mlflow.db") -> dict:
@@ -97,7 +106,8 @@ def test_parent_and_children_with_tags_and_params(first_run: dict, client: Mlflo
     assert parent.data.params["model.lstm.hidden_size"] == "16"
     kids = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+    )
     by_name = {r.data.tags["mlflow.runName"]: r for r in kids}
     assert set(by_name) == {"lstm", "random_forest", "signatures"}
     assert all(r.info.status == "FINISHED" for r in kids)
@@ -111,8 +121,7 @@ def test_parent_and_children_with_tags_and_params(first_run: dict, client: Mlflo
     lstm_m, forest_m = by_name["lstm"].data.metrics, by_name["random_forest"].data.metrics
     assert lstm_m["test_rmse"] == pytest.approx(first_run["lstm"]["rmse"])
     assert forest_m["test_rmse"] == pytest.approx(first_run["forest"]["rmse"])
-    for key in ("lstm_test_rmse", "forest_test_score", "agreement_spearman",
-                "gate_max_abs_error"):
+    for key in ("lstm_test_rmse", "forest_test_score", "agreement_spearman", "gate_max_abs_error"):
         assert key in parent.data.metrics
     assert parent.data.metrics["gate_max_abs_error"] < 1e-4
     # the datasets as inputs
@@ -120,23 +129,36 @@ def test_parent_and_children_with_tags_and_params(first_run: dict, client: Mlflo
     assert {d.dataset.name for d in inputs} == {"simulated-train", "simulated-test"}
 
 
-def test_artifacts_figures_parquet_and_offline_report(first_run: dict,
-                                                      client: MlflowClient) -> None:
+def test_artifacts_figures_parquet_and_offline_report(
+    first_run: dict, client: MlflowClient
+) -> None:
     run_id = first_run["mlflow_run_id"]
 
     def names(run: str, path: str | None = None) -> set[str]:
         return {Path(f.path).name for f in client.list_artifacts(run, path)}
 
     figures = names(run_id, "figures")
-    for fig in ("predicted_vs_true_lstm.png", "rul_trajectories.png", "shap_summary_lstm.png",
-                "shap_summary_forest.png", "agreement.png", "deletion.png",
-                "gate_saturation.png", "gates_near_failure.png"):
+    for fig in (
+        "predicted_vs_true_lstm.png",
+        "rul_trajectories.png",
+        "shap_summary_lstm.png",
+        "shap_summary_forest.png",
+        "agreement.png",
+        "deletion.png",
+        "gate_saturation.png",
+        "gates_near_failure.png",
+    ):
         assert fig in figures
-    assert {"attributions_lstm.parquet", "attributions_forest.parquet", "gate_traces.parquet",
-            "saturation.parquet"} <= names(run_id, "explain")
+    assert {
+        "attributions_lstm.parquet",
+        "attributions_forest.parquet",
+        "gate_traces.parquet",
+        "saturation.parquet",
+    } <= names(run_id, "explain")
     sig = first_run["children"]["signatures"]
     assert {"clusters.parquet", "layer_separation.parquet", "novelty.parquet"} <= names(
-        sig, "signatures")
+        sig, "signatures"
+    )
     assert {"layer_separation.png", "novelty.png"} <= names(sig, "figures")
     local = client.download_artifacts(run_id, "explain/gate_traces.parquet")
     import pandas as pd
@@ -169,8 +191,11 @@ def test_registered_models_load_and_predict_as_before(first_run: dict, root: Pat
         model = tracker.load_model(f"models:/{name}@champion")
         np.testing.assert_array_equal(model.predict(x), est.predict(x))
     # the LSTM loads for any window length
-    longer = data.windows("test", data_window(RunConfig().window.length + 10),
-                          None).batch(np.arange(3))[0].copy()
+    longer = (
+        data.windows("test", data_window(RunConfig().window.length + 10), None)
+        .batch(np.arange(3))[0]
+        .copy()
+    )
     lstm_model = tracker.load_model("models:/pdmlens-lstm-simulated@champion")
     np.testing.assert_array_equal(lstm_model.predict(longer), lstm.predict(longer))
 
@@ -195,8 +220,7 @@ def test_second_run_reuses_cached_ingest_and_prepare(first_run: dict, root: Path
     assert lstm_reg["version"] == "2" and not lstm_reg["champion"]
 
 
-def test_failure_mid_way_marks_runs_failed_and_registers_nothing(root: Path,
-                                                                  monkeypatch) -> None:
+def test_failure_mid_way_marks_runs_failed_and_registers_nothing(root: Path, monkeypatch) -> None:
     from pdmlens import steps
 
     def broken(*args, **kwargs):
@@ -217,16 +241,25 @@ def test_failure_mid_way_marks_runs_failed_and_registers_nothing(root: Path,
 def test_bad_input_exits_2_naming_the_file_and_leaves_no_run(root: Path) -> None:
     bad = root / "bad.csv"
     bad.write_text("unit,time,sensor_1\n1,1,0.5\n1,2,oops\n1,3,0.7\n")
-    result = pdmlens(["run", *tiny_args(root, "data.source=table", f"data.path={bad}",
-                                        "window.length=2", db="bad.db")], cwd=root)
+    result = pdmlens(
+        [
+            "run",
+            *tiny_args(
+                root, "data.source=table", f"data.path={bad}", "window.length=2", db="bad.db"
+            ),
+        ],
+        cwd=root,
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     error = [line for line in lines if line.startswith("error:")]
     assert error and "bad.csv" in error[0] and "sensor_1" in error[0], result.stderr[-2000:]
     assert "row 2" in error[0] and "'oops'" in error[0]
     # the message is the last thing said (after Prefect's own log of the failed task)
-    assert not any(line.startswith("error:") is False and "Traceback" in line
-                   for line in lines[lines.index(error[0]):])
+    assert not any(
+        line.startswith("error:") is False and "Traceback" in line
+        for line in lines[lines.index(error[0]) :]
+    )
     uri = f"sqlite:///{root / 'bad.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert client.search_runs([e.experiment_id for e in client.search_experiments()]) == []

@@ -157,8 +157,7 @@ def test_global_normalisation_adds_settings_when_several_regimes() -> None:
     fleet, _ = regime_fleet()
     prep = Preparer(PrepareConfig(normalize="global")).fit(fleet)
     assert prep.n_regimes_ == 3
-    assert prep.features_ == [
-        "sensor_1", "sensor_2", "setting_1", "setting_2", "setting_3", "age"]
+    assert prep.features_ == ["sensor_1", "sensor_2", "setting_1", "setting_2", "setting_3", "age"]
     out = prep.transform(fleet)
     assert abs(out["sensor_1"].mean()) < 1e-5 and out["setting_2"].std(ddof=0) == pytest.approx(
         1.0, abs=1e-5
@@ -292,17 +291,23 @@ def test_age_feature_is_time_since_first_record_zscored() -> None:
     assert out["age"].tolist() == pytest.approx(((age - mean) / std).tolist(), abs=1e-6)
     assert out["age"].dtype == np.float32
     # A unit scored later is aged from its own first record, with the training statistics.
-    late = fleet_from({"unit": ["c"] * 3, "time": [100, 101, 102], "sensor_1": [1.0] * 3,
-                       "sensor_2": [7.0] * 3})
+    late = fleet_from(
+        {"unit": ["c"] * 3, "time": [100, 101, 102], "sensor_1": [1.0] * 3, "sensor_2": [7.0] * 3}
+    )
     assert prep.transform(late)["age"].tolist() == pytest.approx(
-        ((np.arange(3.0) - mean) / std).tolist(), abs=1e-6)
+        ((np.arange(3.0) - mean) / std).tolist(), abs=1e-6
+    )
     assert Preparer(PrepareConfig(age_feature=False)).fit(f).features_ == ["sensor_1"]
 
 
 def test_age_feature_of_timestamps_equals_that_of_step_counts() -> None:
     f = two_unit_fleet()
-    stamps = Fleet(f.frame.assign(time=pd.Timestamp("2024-01-01")
-                                  + pd.to_timedelta(f.frame["time"] * 6, unit="h")), f.meta)
+    stamps = Fleet(
+        f.frame.assign(
+            time=pd.Timestamp("2024-01-01") + pd.to_timedelta(f.frame["time"] * 6, unit="h")
+        ),
+        f.meta,
+    )
     cfg = PrepareConfig(age_feature=True)
     by_step = Preparer(cfg).fit_transform(f)["age"]
     by_stamp = Preparer(cfg).fit_transform(stamps)["age"]

@@ -41,8 +41,14 @@ def frac(df: pd.DataFrame, gate: str, unit: int, col: str) -> float:
 
 def test_known_fractions():
     sat = saturation(constructed_trace())
-    assert list(sat.columns) == ["layer", "gate", "unit", "left_saturated",
-                                 "right_saturated", "n_steps"]
+    assert list(sat.columns) == [
+        "layer",
+        "gate",
+        "unit",
+        "left_saturated",
+        "right_saturated",
+        "n_steps",
+    ]
     assert len(sat) == 3 * 2  # gates i, f, o x 2 units; g excluded by default
     assert set(sat["gate"]) == {"i", "f", "o"}
     assert (sat["n_steps"] == 10).all()
@@ -73,14 +79,14 @@ def test_custom_thresholds():
 
 def test_streaming_counter_equals_whole_trace():
     rng = np.random.default_rng(0)
-    layers = [{k: rng.uniform(0, 1, size=(9, 6, 4)).astype(np.float32) for k in KEYS}
-              for _ in range(2)]
+    layers = [
+        {k: rng.uniform(0, 1, size=(9, 6, 4)).astype(np.float32) for k in KEYS} for _ in range(2)
+    ]
     whole = GateTrace(layers, 2, 4)
     counter = SaturationCounter(gates=("i", "f", "g", "o"))
     for rows in (slice(0, 4), slice(4, 5), slice(5, 9)):
         counter.update(GateTrace([{k: v[rows] for k, v in lay.items()} for lay in layers], 2, 4))
-    pd.testing.assert_frame_equal(counter.frame(),
-                                  saturation(whole, gates=("i", "f", "g", "o")))
+    pd.testing.assert_frame_equal(counter.frame(), saturation(whole, gates=("i", "f", "g", "o")))
     assert (counter.frame()["n_steps"] == 54).all()
 
 
@@ -114,8 +120,9 @@ def test_saturation_figure():
     from pdmlens.report.gate_plots import plot_saturation
 
     rng = np.random.default_rng(1)
-    layers = [{k: rng.uniform(0, 1, size=(3, 4, 5)).astype(np.float32) for k in KEYS}
-              for _ in range(2)]
+    layers = [
+        {k: rng.uniform(0, 1, size=(3, 4, 5)).astype(np.float32) for k in KEYS} for _ in range(2)
+    ]
     sat = saturation(GateTrace(layers, 2, 5))
     fig = plot_saturation(sat)
     assert isinstance(fig, Figure)

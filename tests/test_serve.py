@@ -49,23 +49,35 @@ def test_serve_registers_the_cron_deployment_and_runs_it(tmp_path: Path) -> None
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed below)
     proc = subprocess.Popen(
         [str(exe), "serve", "--cron", CRON, "--port", str(port), *tiny_args(tmp_path)],
-        env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        env=env,
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     try:
-        with temporary_settings(updates={PREFECT_API_URL: api}), \
-                get_client(sync_client=True) as client:
-            dep = wait_for(lambda: client.read_deployment_by_name("pdmlens/scheduled"), 240,
-                           "the deployment", proc)
+        with (
+            temporary_settings(updates={PREFECT_API_URL: api}),
+            get_client(sync_client=True) as client,
+        ):
+            dep = wait_for(
+                lambda: client.read_deployment_by_name("pdmlens/scheduled"),
+                240,
+                "the deployment",
+                proc,
+            )
             assert [s.schedule.cron for s in dep.schedules] == [CRON]
             triggered = run_deployment("pdmlens/scheduled", timeout=0)
 
             def done():
-                runs = client.read_flow_runs(deployment_filter=DeploymentFilter(
-                    id=DeploymentFilterId(any_=[dep.id])))
+                runs = client.read_flow_runs(
+                    deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id]))
+                )
                 mine = [r for r in runs if r.id == triggered.id]
                 if mine and mine[0].state and mine[0].state.is_final():
                     return mine[0]
@@ -79,8 +91,13 @@ def test_serve_registers_the_cron_deployment_and_runs_it(tmp_path: Path) -> None
 
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         runs = MlflowClient(tracking_uri=uri).search_runs(
-            [MlflowClient(tracking_uri=uri).get_experiment_by_name("pdmlens-simulated")
-             .experiment_id], filter_string=f"tags.`pdmlens.flow_run_id` = '{triggered.id}'")
+            [
+                MlflowClient(tracking_uri=uri)
+                .get_experiment_by_name("pdmlens-simulated")
+                .experiment_id
+            ],
+            filter_string=f"tags.`pdmlens.flow_run_id` = '{triggered.id}'",
+        )
         assert runs and {r.info.status for r in runs} == {"FINISHED"}
     finally:
         os.killpg(proc.pid, signal.SIGINT)

@@ -84,8 +84,14 @@ def test_layer_separation_is_deterministic_and_checks_inputs():
     with pytest.raises(ValueError, match="stage labels"):
         layer_separation({1: Xtr}, str_[:-1], {1: Xte}, ste)
     with pytest.raises(ValueError, match="held-out"):
-        layer_separation({1: Xtr}, str_, {1: Xte}, ste, train_groups=np.arange(80) % 8,
-                         test_groups=np.full(40, 7))
+        layer_separation(
+            {1: Xtr},
+            str_,
+            {1: Xte},
+            ste,
+            train_groups=np.arange(80) % 8,
+            test_groups=np.full(40, 7),
+        )
 
 
 def table(scores):

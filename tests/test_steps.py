@@ -15,9 +15,16 @@ from pdmlens.models.lstm import LSTMEstimator
 from pdmlens.report.html import find_external_references
 from pdmlens.report.run_report import build_report, markdown, summary
 
-TINY = ["data.simulator.n_units=16", "data.simulator.n_test_units=4", "model.lstm.epochs=2",
-        "model.lstm.hidden_size=8", "model.forest.n_estimators=5", "explain.n_explain=8",
-        "explain.deletion_random=1", "explain.gate_samples=2"]
+TINY = [
+    "data.simulator.n_units=16",
+    "data.simulator.n_test_units=4",
+    "model.lstm.epochs=2",
+    "model.lstm.hidden_size=8",
+    "model.forest.n_estimators=5",
+    "explain.n_explain=8",
+    "explain.deletion_random=1",
+    "explain.gate_samples=2",
+]
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +81,12 @@ def test_refit_trains_on_train_and_validation_units(cfg: RunConfig, tmp_path: Pa
     steps.ingest(cfg, tmp_path / "i")
     steps.prepare(cfg, tmp_path / "i", tmp_path / "p")
     rows: list[dict] = []
-    out = steps.train_lstm(cfg.with_overrides(["model.lstm.refit=true"]), tmp_path / "p",
-                           tmp_path / "l", callback=lambda e, row: rows.append(row))
+    out = steps.train_lstm(
+        cfg.with_overrides(["model.lstm.refit=true"]),
+        tmp_path / "p",
+        tmp_path / "l",
+        callback=lambda e, row: rows.append(row),
+    )
     est = LSTMEstimator.load(tmp_path / "l" / "lstm.pt")
     first_fit = out.info["history"]
     assert len(first_fit) == 2 and all("val_loss" in h for h in first_fit)
@@ -89,7 +100,8 @@ def test_refit_trains_on_train_and_validation_units(cfg: RunConfig, tmp_path: Pa
 
 
 def test_refit_keeps_the_task_and_the_validation_fitted_calibration(
-        cfg: RunConfig, tmp_path: Path) -> None:
+    cfg: RunConfig, tmp_path: Path
+) -> None:
     from pdmlens.data.prepare import PreparedData
 
     hcfg = cfg.with_overrides(["model.task=horizon"])
@@ -97,8 +109,11 @@ def test_refit_keeps_the_task_and_the_validation_fitted_calibration(
     steps.prepare(hcfg, tmp_path / "i", tmp_path / "p")
     data = PreparedData.load(tmp_path / "p")
     col = steps.LSTM_TARGET
-    early = LSTMEstimator.from_config(hcfg, task="horizon").set_params(threshold=0.4).fit(
-        data.windows("train", hcfg.window, col), data.windows("val", hcfg.window, col))
+    early = (
+        LSTMEstimator.from_config(hcfg, task="horizon")
+        .set_params(threshold=0.4)
+        .fit(data.windows("train", hcfg.window, col), data.windows("val", hcfg.window, col))
+    )
     refit = steps.refit_lstm(hcfg, data, col, early)
     assert refit.task == "horizon" and len(refit.history_) == early.best_epoch_ + 1
     # no unit is left to fit on: the early-stopped model's threshold and scale are kept
@@ -107,14 +122,14 @@ def test_refit_keeps_the_task_and_the_validation_fitted_calibration(
     x = data.windows("val", hcfg.window, col).all_windows()
     rul = refit._outputs(x, raw=True).astype(np.float64) * refit._scale()
     np.testing.assert_allclose(
-        refit.predict(x), 1 / (1 + np.exp(-(30.5 - rul) / early.horizon_scale_)), atol=1e-6)
+        refit.predict(x), 1 / (1 + np.exp(-(30.5 - rul) / early.horizon_scale_)), atol=1e-6
+    )
 
 
 def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path: Path) -> None:
     hcfg = cfg.with_overrides(["model.task=horizon"])
     w = tmp_path
-    outs = {"ingest": steps.ingest(hcfg, w / "i"),
-            "prepare": steps.prepare(hcfg, w / "i", w / "p")}
+    outs = {"ingest": steps.ingest(hcfg, w / "i"), "prepare": steps.prepare(hcfg, w / "i", w / "p")}
     tr = outs["train_lstm"] = steps.train_lstm(hcfg, w / "p", w / "l")
     # the probability's scale is fitted on the validation units and logged for analysts
     assert tr.metrics["horizon_scale"] == LSTMEstimator.load(w / "l" / "lstm.pt").horizon_scale_
@@ -133,5 +148,4 @@ def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path
     rule = tr.info["decision"]
     assert summary(outs)["lstm"]["decision"] == rule
     assert f"LSTM alarm rule: {rule}" in markdown(summary(outs))
-    assert html.escape(f"The LSTM's alarm rule: {rule}.") in build_report(
-        outs, "tiny")
+    assert html.escape(f"The LSTM's alarm rule: {rule}.") in build_report(outs, "tiny")

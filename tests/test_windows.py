@@ -13,13 +13,15 @@ from pdmlens.data.windows import WindowDataset
 def frame() -> pd.DataFrame:
     """Unit a: 5 rows, unit b: 2 rows (shorter than a 3-window). f = 10 * row + 1, g = -f."""
     f = np.array([1, 11, 21, 31, 41, 51, 61], dtype=np.float64)
-    return pd.DataFrame({
-        "unit": ["a"] * 5 + ["b"] * 2,
-        "time": [1, 2, 3, 4, 5, 1, 2],
-        "f": f,
-        "g": -f,
-        "rul": [4.0, 3.0, 2.0, 1.0, 0.0, 9.0, 8.0],
-    })
+    return pd.DataFrame(
+        {
+            "unit": ["a"] * 5 + ["b"] * 2,
+            "time": [1, 2, 3, 4, 5, 1, 2],
+            "f": f,
+            "g": -f,
+            "rul": [4.0, 3.0, 2.0, 1.0, 0.0, 9.0, 8.0],
+        }
+    )
 
 
 def test_slices_every_window_ending_in_each_unit() -> None:
@@ -58,8 +60,9 @@ def test_last_window_protocol() -> None:
     every = WindowDataset(frame(), ["f"], length=3, target="rul")
     assert every.last_windows().tolist() == [2, 3]
     assert every.last_windows(full_only=True).tolist() == [2]
-    assert WindowDataset(frame(), ["f"], length=3, last_only=True, full_only=True
-                         ).window_units.tolist() == ["a"]
+    assert WindowDataset(
+        frame(), ["f"], length=3, last_only=True, full_only=True
+    ).window_units.tolist() == ["a"]
 
 
 def test_stride_counts_back_from_the_last_row() -> None:
@@ -91,14 +94,16 @@ def test_getitem_for_torch() -> None:
 def test_memory_is_rows_not_windows() -> None:
     """Held arrays grow with the rows, not with window count x length."""
     n_units, n_rows = 50, 200
-    big = pd.DataFrame({
-        "unit": np.repeat([f"u{i}" for i in range(n_units)], n_rows),
-        "time": np.tile(np.arange(n_rows), n_units),
-        "f": np.arange(n_units * n_rows, dtype=np.float64),
-        "g": 1.0,
-        "h": 2.0,
-        "rul": 0.0,
-    })
+    big = pd.DataFrame(
+        {
+            "unit": np.repeat([f"u{i}" for i in range(n_units)], n_rows),
+            "time": np.tile(np.arange(n_rows), n_units),
+            "f": np.arange(n_units * n_rows, dtype=np.float64),
+            "g": 1.0,
+            "h": 2.0,
+            "rul": 0.0,
+        }
+    )
 
     def held(ds: WindowDataset) -> int:
         return sum(v.nbytes for v in vars(ds).values() if isinstance(v, np.ndarray))
@@ -123,8 +128,15 @@ def test_min_history_adds_left_padded_windows_of_short_histories() -> None:
     ds = WindowDataset(frame(), ["f"], length=3, target="rul", min_history=1)
     assert len(ds) == 5 + 2  # a window ending at every row
     x, y = ds.batch(np.arange(len(ds)))
-    assert x[:, :, 0].tolist() == [[1, 1, 1], [1, 1, 11], [1, 11, 21], [11, 21, 31],
-                                   [21, 31, 41], [51, 51, 51], [51, 51, 61]]
+    assert x[:, :, 0].tolist() == [
+        [1, 1, 1],
+        [1, 1, 11],
+        [1, 11, 21],
+        [11, 21, 31],
+        [21, 31, 41],
+        [51, 51, 51],
+        [51, 51, 61],
+    ]
     assert y.tolist() == [4.0, 3.0, 2.0, 1.0, 0.0, 9.0, 8.0]
     two = WindowDataset(frame(), ["f"], length=3, min_history=2)
     assert two.window_times.tolist() == [2, 3, 4, 5, 2]

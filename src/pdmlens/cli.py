@@ -110,8 +110,12 @@ def build_data_config(
         top["events"] = cfg.events.model_copy(update=ev)
     if units is not None:
         top["simulator"] = cfg.simulator.model_copy(update={"n_units": units})
-    return DataConfig.model_validate({**cfg.model_dump(), **{
-        k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in top.items()}})
+    return DataConfig.model_validate(
+        {
+            **cfg.model_dump(),
+            **{k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in top.items()},
+        }
+    )
 
 
 def count_regimes(frame: pd.DataFrame, settings: list[str], seed: int = 0) -> int:
@@ -162,16 +166,19 @@ def summarize(fleet: Any, window: int | None = None, seed: int = 0) -> dict[str,
             "median": float(np.median(lengths)),
             "max": int(lengths.max()),
         },
-        "time": {"first": str(frame[TIME].min()), "last": str(frame[TIME].max()),
-                 "unit": fleet.meta.time_unit},
+        "time": {
+            "first": str(frame[TIME].min()),
+            "last": str(frame[TIME].max()),
+            "unit": fleet.meta.time_unit,
+        },
     }
     if RUL_RAW in frame.columns:
-        end = pd.to_numeric(frame[RUL_RAW], errors="coerce").groupby(
-            frame[UNIT], sort=False).last()
+        end = pd.to_numeric(frame[RUL_RAW], errors="coerce").groupby(frame[UNIT], sort=False).last()
         out["rul_labels"] = int(end.notna().sum())
         out["end_rul"] = (
             {"min": float(end.min()), "median": float(end.median()), "max": float(end.max())}
-            if end.notna().any() else None
+            if end.notna().any()
+            else None
         )
     out["censored_units"] = len(fleet.meta.censored_units)
     if fleet.meta.fault_modes:
@@ -183,8 +190,7 @@ def summarize(fleet: Any, window: int | None = None, seed: int = 0) -> dict[str,
 
 
 def _problem_dict(p: DataValidationError) -> dict[str, Any]:
-    return {"message": str(p), "file": p.file, "column": p.column, "row": p.row,
-            "unit": p.unit}
+    return {"message": str(p), "file": p.file, "column": p.column, "row": p.row, "unit": p.unit}
 
 
 def _print_summary(report: dict[str, Any]) -> None:
@@ -202,8 +208,10 @@ def _print_summary(report: dict[str, Any]) -> None:
         typer.echo(f"  unit length: min {ul['min']}, median {ul['median']:g}, max {ul['max']}")
         typer.echo(f"  time: {s['time']['first']} .. {s['time']['last']} ({s['time']['unit']})")
         if "rul_labels" in s:
-            typer.echo(f"  units with a known end RUL: {s['rul_labels']}"
-                       f"   censored units: {s['censored_units']}")
+            typer.echo(
+                f"  units with a known end RUL: {s['rul_labels']}"
+                f"   censored units: {s['censored_units']}"
+            )
         if "fault_modes" in s:
             typer.echo(f"  fault modes: {s['fault_modes']}")
         if "units_shorter_than_window" in s:
@@ -216,26 +224,37 @@ def _print_summary(report: dict[str, Any]) -> None:
 @guarded
 def inspect_cmd(
     source: Annotated[Source | None, typer.Option(help="data source (default: config)")] = None,
-    path: Annotated[str | None, typer.Option(help="folder (cmapss), table file, or "
-                                              "base folder of --readings/--failures")] = None,
+    path: Annotated[
+        str | None,
+        typer.Option(help="folder (cmapss), table file, or base folder of --readings/--failures"),
+    ] = None,
     subset: Annotated[str | None, typer.Option(help="C-MAPSS subset, FD001-FD004")] = None,
     readings: Annotated[str | None, typer.Option(help="events: readings table")] = None,
     failures: Annotated[str | None, typer.Option(help="events: failures table")] = None,
     test_path: Annotated[str | None, typer.Option(help="table: separate test table")] = None,
-    window: Annotated[int | None, typer.Option(help="refuse training units shorter than "
-                                                 "this window")] = None,
+    window: Annotated[
+        int | None, typer.Option(help="refuse training units shorter than this window")
+    ] = None,
     nan_policy: Annotated[str | None, typer.Option(help="error or ffill")] = None,
     units: Annotated[int | None, typer.Option(help="simulated: training units")] = None,
     seed: Annotated[int, typer.Option(help="simulated: seed")] = 0,
-    config: Annotated[Path | None, typer.Option(help="run config YAML (its data section)")]
-    = None,
+    config: Annotated[Path | None, typer.Option(help="run config YAML (its data section)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
 ) -> None:
     """Load a data source, validate it and summarise it; problems go to stderr (exit 2)."""
     from pdmlens.data.sources import load_source
 
-    cfg = build_data_config(config, source.value if source else None, path, subset,
-                            readings, failures, test_path, nan_policy, units)
+    cfg = build_data_config(
+        config,
+        source.value if source else None,
+        path,
+        subset,
+        readings,
+        failures,
+        test_path,
+        nan_policy,
+        units,
+    )
     problems: list[DataValidationError] = []
     splits = load_source(cfg, window=window, seed=seed, problems=problems)
     report: dict[str, Any] = {"source": cfg.source}
@@ -255,29 +274,41 @@ def inspect_cmd(
 def simulated_paths(out: Path) -> tuple[Path, Path]:
     """``X.parquet`` -> ``X-train.parquet``, ``X-test.parquet``; a folder -> ``train/test``."""
     if out.suffix == ".parquet":
-        return (out.with_name(f"{out.stem}-train.parquet"),
-                out.with_name(f"{out.stem}-test.parquet"))
+        return (
+            out.with_name(f"{out.stem}-train.parquet"),
+            out.with_name(f"{out.stem}-test.parquet"),
+        )
     return out / "train.parquet", out / "test.parquet"
 
 
 @data_app.command("simulate")
 @guarded
 def simulate_cmd(
-    out: Annotated[Path, typer.Option(help="X.parquet (writes X-train.parquet and "
-                                      "X-test.parquet) or a folder (train/test.parquet)")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="X.parquet (writes X-train.parquet and "
+            "X-test.parquet) or a folder (train/test.parquet)"
+        ),
+    ],
     units: Annotated[int | None, typer.Option(help="training units")] = None,
     test_units: Annotated[int | None, typer.Option(help="test units")] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    config: Annotated[Path | None, typer.Option(help="run config YAML (its simulator "
-                                                "section)")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="run config YAML (its simulator section)")
+    ] = None,
 ) -> None:
     """Write the built-in simulated fleet (train and test) as Parquet."""
     from pdmlens.data.sources import load_source
 
     cfg = build_data_config(config, "simulated", units=units)
     if test_units is not None:
-        cfg = DataConfig.model_validate({**cfg.model_dump(), "simulator": {
-            **cfg.simulator.model_dump(), "n_test_units": test_units}})
+        cfg = DataConfig.model_validate(
+            {
+                **cfg.model_dump(),
+                "simulator": {**cfg.simulator.model_dump(), "n_test_units": test_units},
+            }
+        )
     splits = load_source(cfg, seed=seed)
     train_path, test_path = simulated_paths(out)
     for (name, fleet), dest in zip(splits.items(), (train_path, test_path), strict=False):
@@ -293,8 +324,9 @@ def _log_to_stderr(verbose: bool) -> None:
     import sys
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s",
-                                           "%H:%M:%S"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    )
     root = logging.getLogger("pdmlens")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -308,8 +340,20 @@ def _print_run(s: dict[str, Any]) -> None:
     key = "rmse" if "rmse" in s["lstm"] else "all_pr_auc"
     typer.echo(f"\npdmlens run on {s['dataset']} (evaluated on {s['evaluated_on']} units)")
     typer.echo(f"  MLflow run   {s['mlflow_run_id']}  experiment '{s['experiment']}'")
-    cols = [c for c in ("rmse", "mae", "score", "f1", "all_f1", "all_roc_auc", "all_pr_auc",
-                        "train_seconds") if c in s["lstm"]]
+    cols = [
+        c
+        for c in (
+            "rmse",
+            "mae",
+            "score",
+            "f1",
+            "all_f1",
+            "all_roc_auc",
+            "all_pr_auc",
+            "train_seconds",
+        )
+        if c in s["lstm"]
+    ]
     typer.echo("\n  " + f"{'model':15s}" + "".join(f"{c:>14s}" for c in cols))
     for m in ("lstm", "forest"):
         vals = "".join(f"{s[m].get(c, float('nan')):>14.2f}" for c in cols)
@@ -324,21 +368,28 @@ def _print_run(s: dict[str, Any]) -> None:
         typer.echo("\n  explanations (SHAP)")
         typer.echo(f"    top sensors, LSTM:   {', '.join(e.get('top_sensors_lstm') or [])}")
         typer.echo(f"    top sensors, forest: {', '.join(e.get('top_sensors_forest') or [])}")
-        typer.echo(f"    agreement (Spearman) {e.get('agreement_spearman', float('nan')):.2f}, "
-                   f"top-k overlap {e.get('agreement_top_k_overlap', float('nan')):.2f}")
+        typer.echo(
+            f"    agreement (Spearman) {e.get('agreement_spearman', float('nan')):.2f}, "
+            f"top-k overlap {e.get('agreement_top_k_overlap', float('nan')):.2f}"
+        )
         for model in ("lstm", "forest"):
             near, every = e.get(f"{model}_precision_at_k"), e.get(f"{model}_precision_at_k_all")
-            parts = [f"{v:.2f} {where}" for v, where in ((near, "near failure"),
-                                                         (every, "on all explained"))
-                     if v is not None]
+            parts = [
+                f"{v:.2f} {where}"
+                for v, where in ((near, "near failure"), (every, "on all explained"))
+                if v is not None
+            ]
             if parts:
-                typer.echo(f"    precision@k vs the true fault sensors, {model}: "
-                           + ", ".join(parts))
+                typer.echo(
+                    f"    precision@k vs the true fault sensors, {model}: " + ", ".join(parts)
+                )
     if s.get("signatures"):
         typer.echo(f"\n  signatures: {s['signatures']['sentence']}")
     for r in s.get("registered", []):
-        typer.echo(f"  registered {r['name']} v{r['version']}"
-                   + (" (champion)" if r["champion"] else f" ({r['reason']})"))
+        typer.echo(
+            f"  registered {r['name']} v{r['version']}"
+            + (" (champion)" if r["champion"] else f" ({r['reason']})")
+        )
     if any(s.get("cached", {}).values()):
         typer.echo(f"  reused cached data: {', '.join(k for k, v in s['cached'].items() if v)}")
     typer.echo("\n  where to look")
@@ -350,13 +401,22 @@ def _print_run(s: dict[str, Any]) -> None:
 @app.command("run")
 @guarded
 def run_cmd(
-    config: Annotated[Path | None, typer.Option(help="run config YAML (default: built-in "
-                                                "defaults, the simulated fleet)")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="override a config key, e.g. --set data.source=cmapss "
-        "--set data.path=DIR --set data.subset=FD001 --set seed=1")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON only "
-                                          "(progress goes to stderr)")] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="run config YAML (default: built-in defaults, the simulated fleet)"),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="override a config key, e.g. --set data.source=cmapss "
+            "--set data.path=DIR --set data.subset=FD001 --set seed=1",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="print the summary as JSON only (progress goes to stderr)"),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run the whole pipeline once: ingest, train both models, evaluate, explain, profile
@@ -373,8 +433,11 @@ def run_cmd(
     except DataValidationError:
         raise
     except Exception as exc:
-        raise fail(f"the run failed: {type(exc).__name__}: {exc} (its MLflow runs are marked "
-                   "FAILED and no model was registered)", code=1) from None
+        raise fail(
+            f"the run failed: {type(exc).__name__}: {exc} (its MLflow runs are marked "
+            "FAILED and no model was registered)",
+            code=1,
+        ) from None
     if as_json:
         typer.echo(json.dumps(summary, default=str))
     else:
@@ -384,8 +447,7 @@ def run_cmd(
 @app.command("ui")
 def ui_cmd(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
-    config: Annotated[Path | None, typer.Option(help="run config YAML (tracking section)")]
-    = None,
+    config: Annotated[Path | None, typer.Option(help="run config YAML (tracking section)")] = None,
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 over the local store (or the configured one)."""
     import subprocess
@@ -395,8 +457,18 @@ def ui_cmd(
 
     cfg = load_config(config)
     uri = resolve_tracking_uri(cfg.tracking)
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", uri]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        uri,
+    ]
     root = resolve_artifact_root(uri, cfg.tracking)
     if root:
         cmd += ["--default-artifact-root", root]
@@ -408,11 +480,12 @@ def ui_cmd(
 def serve_cmd(
     cron: Annotated[str, typer.Option(help="cron schedule, e.g. '0 2 * * *' (02:00 daily)")],
     config: Annotated[Path | None, typer.Option(help="run config YAML")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key")]
-    = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
     name: Annotated[str, typer.Option(help="deployment name")] = "scheduled",
-    port: Annotated[int, typer.Option(help="port of the local Prefect server started when "
-                                      "PREFECT_API_URL is unset")] = 4200,
+    port: Annotated[
+        int,
+        typer.Option(help="port of the local Prefect server started when PREFECT_API_URL is unset"),
+    ] = 4200,
     run_now: Annotated[bool, typer.Option("--run-now", help="also start one run now")] = False,
 ) -> None:
     """Serve the pipeline as a scheduled Prefect deployment (blocks; Ctrl-C stops)."""

@@ -298,9 +298,9 @@ class SignatureConfig(_Frozen):
     """"mean": append the time-mean of gates i, f, o to each signature."""
     silhouette_sample: int = 2000
     """at most this many samples score the silhouette when choosing k."""
-    separation_metric: Literal[
-        "purity", "ari", "nmi", "probe_accuracy", "probe_cv_accuracy"
-    ] = "nmi"
+    separation_metric: Literal["purity", "ari", "nmi", "probe_accuracy", "probe_cv_accuracy"] = (
+        "nmi"
+    )
     """metric of the "from which layer" rule (first layer within `tolerance` of the best)."""
     novelty_method: Literal["mahalanobis", "knn", "centroid"] = "mahalanobis"
     selectivity_threshold: float = 0.3

@@ -157,8 +157,13 @@ def ingest(cfg: RunConfig, out_dir: str | Path) -> StepOutput:
         info[f"{name}_rows"] = fleet.n_rows
     info["sensors"] = len(splits.train.sensors)
     info["fault_sensors"] = splits.train.meta.fault_sensors
-    log.info("ingested %s: %d training units, %d rows (hash %s)", info["dataset"],
-             info["train_units"], info["train_rows"], info["hash"])
+    log.info(
+        "ingested %s: %d training units, %d rows (hash %s)",
+        info["dataset"],
+        info["train_units"],
+        info["train_rows"],
+        info["hash"],
+    )
     return StepOutput("ingest", str(out), info=info, seconds=time.perf_counter() - t0).save()
 
 
@@ -202,11 +207,15 @@ def prepare(cfg: RunConfig, ingest_dir: str | Path, out_dir: str | Path) -> Step
         "dropped_sensors": list(getattr(pre, "dropped_sensors_", []) or []),
         "regimes": int(getattr(pre, "n_regimes_", 1) or 1),
     }
-    log.info("prepared: %d features, %d/%d/%d train/val/test units, dropped %s",
-             len(data.features), info["train_units"], info["val_units"], info["test_units"],
-             info["dropped_sensors"] or "none")
-    return StepOutput("prepare", str(out_dir), info=info,
-                      seconds=time.perf_counter() - t0).save()
+    log.info(
+        "prepared: %d features, %d/%d/%d train/val/test units, dropped %s",
+        len(data.features),
+        info["train_units"],
+        info["val_units"],
+        info["test_units"],
+        info["dropped_sensors"] or "none",
+    )
+    return StepOutput("prepare", str(out_dir), info=info, seconds=time.perf_counter() - t0).save()
 
 
 def _target(cfg: RunConfig, data: PreparedData) -> str:
@@ -240,8 +249,12 @@ def eval_windows(cfg: RunConfig, data: PreparedData) -> tuple[str, WindowDataset
 # ----------------------------------------------------------------------------- train
 
 
-def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
-               callback: EpochCallback | None = None) -> StepOutput:
+def train_lstm(
+    cfg: RunConfig,
+    prepared_dir: str | Path,
+    out_dir: str | Path,
+    callback: EpochCallback | None = None,
+) -> StepOutput:
     """Fit the LSTM on the training units, early-stopped on the validation units."""
     from pdmlens.models.lstm import LSTMEstimator
     from pdmlens.report.model_plots import learning_curves
@@ -259,25 +272,50 @@ def train_lstm(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path,
     history, best_epoch = est.history_, est.best_epoch_
     if cfg.model.lstm.refit:
         log.info("refit on train + validation units for %d epochs", best_epoch + 1)
-        refit_cb = None if callback is None else (
-            lambda e, row: callback(e, {k if k == "epoch" else f"refit_{k}": v
-                                        for k, v in row.items()}))
+        refit_cb = (
+            None
+            if callback is None
+            else (
+                lambda e, row: callback(
+                    e, {k if k == "epoch" else f"refit_{k}": v for k, v in row.items()}
+                )
+            )
+        )
         est = refit_lstm(cfg, data, target, est, callback=refit_cb)
     est.save(out / "lstm.pt")
     _save_example(val, out)
-    metrics = _clean({"train_seconds": time.perf_counter() - t0,
-                      "best_epoch": best_epoch, "epochs_run": len(history),
-                      "best_val_loss": best.get("val_loss"), "best_val_rmse": best.get("val_rmse"),
-                      # horizon task: P(failure within h) = sigmoid((h + 0.5 - RUL) / scale)
-                      "horizon_scale": getattr(est, "horizon_scale_", None)})
-    figs = {"figures/learning_curves.png": _save_fig(
-        learning_curves(history, best_epoch), out, "learning_curves")}
-    info = {"model": str(out / "lstm.pt"), "device": str(est.device_), "history": history,
-            "refit": cfg.model.lstm.refit}
+    metrics = _clean(
+        {
+            "train_seconds": time.perf_counter() - t0,
+            "best_epoch": best_epoch,
+            "epochs_run": len(history),
+            "best_val_loss": best.get("val_loss"),
+            "best_val_rmse": best.get("val_rmse"),
+            # horizon task: P(failure within h) = sigmoid((h + 0.5 - RUL) / scale)
+            "horizon_scale": getattr(est, "horizon_scale_", None),
+        }
+    )
+    figs = {
+        "figures/learning_curves.png": _save_fig(
+            learning_curves(history, best_epoch), out, "learning_curves"
+        )
+    }
+    info = {
+        "model": str(out / "lstm.pt"),
+        "device": str(est.device_),
+        "history": history,
+        "refit": cfg.model.lstm.refit,
+    }
     if decision:
         info["decision"] = decision
-    return StepOutput("train_lstm", str(out), metrics=metrics, figures=figs, info=info,
-                      seconds=time.perf_counter() - t0).save()
+    return StepOutput(
+        "train_lstm",
+        str(out),
+        metrics=metrics,
+        figures=figs,
+        info=info,
+        seconds=time.perf_counter() - t0,
+    ).save()
 
 
 def train_forest(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path) -> StepOutput:
@@ -293,16 +331,28 @@ def train_forest(cfg: RunConfig, prepared_dir: str | Path, out_dir: str | Path) 
     est = ForestEstimator.from_config(cfg).fit(train, val)
     est.save(out / "forest.joblib")
     _save_example(val, out)
-    metrics = _clean({"train_seconds": time.perf_counter() - t0,
-                      **{f"val_{k}": v for k, v in getattr(est, "val_metrics_", {}).items()}})
-    return StepOutput("train_forest", str(out), metrics=metrics,
-                      info={"model": str(out / "forest.joblib"),
-                            "n_features": len(est.feature_names_)},
-                      seconds=time.perf_counter() - t0).save()
+    metrics = _clean(
+        {
+            "train_seconds": time.perf_counter() - t0,
+            **{f"val_{k}": v for k, v in getattr(est, "val_metrics_", {}).items()},
+        }
+    )
+    return StepOutput(
+        "train_forest",
+        str(out),
+        metrics=metrics,
+        info={"model": str(out / "forest.joblib"), "n_features": len(est.feature_names_)},
+        seconds=time.perf_counter() - t0,
+    ).save()
 
 
-def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, early: Any,
-               callback: EpochCallback | None = None) -> Any:
+def refit_lstm(
+    cfg: RunConfig,
+    data: PreparedData,
+    target: str,
+    early: Any,
+    callback: EpochCallback | None = None,
+) -> Any:
     """A fresh LSTM trained on training + validation units for the epoch count early
     stopping chose for ``early`` (its learning-rate schedule then runs to its end), with no
     validation set. It keeps ``early``'s decision threshold and, for the horizon task, the
@@ -314,8 +364,11 @@ def refit_lstm(cfg: RunConfig, data: PreparedData, target: str, early: Any,
     kept = {"threshold": float(early.threshold_)}
     if early.task == "horizon":
         kept["horizon_scale"] = float(early.horizon_scale_)
-    return LSTMEstimator.from_config(cfg, task=early.task).set_params(
-        epochs=early.best_epoch_ + 1, **kept).fit(both, None, callback=callback)
+    return (
+        LSTMEstimator.from_config(cfg, task=early.task)
+        .set_params(epochs=early.best_epoch_ + 1, **kept)
+        .fit(both, None, callback=callback)
+    )
 
 
 EXAMPLE_FILE = "input_example.npy"
@@ -334,15 +387,22 @@ def load_models(lstm_dir: str | Path, forest_dir: str | Path) -> tuple[Any, Any]
     from pdmlens.models.forest import ForestEstimator
     from pdmlens.models.lstm import LSTMEstimator
 
-    return (LSTMEstimator.load(Path(lstm_dir) / "lstm.pt"),
-            ForestEstimator.load(Path(forest_dir) / "forest.joblib"))
+    return (
+        LSTMEstimator.load(Path(lstm_dir) / "lstm.pt"),
+        ForestEstimator.load(Path(forest_dir) / "forest.joblib"),
+    )
 
 
 # ----------------------------------------------------------------------------- evaluate
 
 
-def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
-             forest_dir: str | Path, out_dir: str | Path) -> StepOutput:
+def evaluate(
+    cfg: RunConfig,
+    prepared_dir: str | Path,
+    lstm_dir: str | Path,
+    forest_dir: str | Path,
+    out_dir: str | Path,
+) -> StepOutput:
     """Test metrics of both models (``lstm_test_rmse``, ``forest_test_rmse``, ...), every
     window's predictions as Parquet, and the prediction charts."""
     from pdmlens.models import metrics as M
@@ -357,13 +417,15 @@ def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     models = {"lstm": lstm, "forest": forest}
     metrics: dict[str, float] = {}
     figures: dict[str, str] = {}
-    preds = pd.DataFrame({"unit": every.window_units, "time": every.window_times,
-                          "true": every.window_targets})
+    preds = pd.DataFrame(
+        {"unit": every.window_units, "time": every.window_times, "true": every.window_targets}
+    )
     cap = cfg.prepare.rul_cap
     proto = None
     if cfg.model.task == "horizon":
-        proto = M.last_full_windows(data.frame(split), data.features, cfg.window.length,
-                                    data.horizon_col)
+        proto = M.last_full_windows(
+            data.frame(split), data.features, cfg.window.length, data.horizon_col
+        )
         proto = proto if len(proto) else last
     pred_last: dict[str, np.ndarray] = {}
     for name, est in models.items():
@@ -374,8 +436,9 @@ def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
             all_rep = M.regression_report(preds[name].to_numpy(), every.window_targets, cap)
         else:
             last_rep = M.evaluate_horizon(est.predict, proto, est.threshold_)
-            all_rep = M.classification_report(preds[name].to_numpy(),
-                                              every.window_targets > 0.5, est.threshold_)
+            all_rep = M.classification_report(
+                preds[name].to_numpy(), every.window_targets > 0.5, est.threshold_
+            )
         metrics.update({f"{name}_test_{k}": v for k, v in last_rep.items()})
         metrics.update({f"{name}_test_all_{k}": v for k, v in all_rep.items()})
     if cfg.model.task == "rul":
@@ -383,22 +446,55 @@ def evaluate(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
         for name in models:
             label = f"{name} (RMSE {metrics[f'{name}_test_rmse']:.1f})"
             figures[f"figures/predicted_vs_true_{name}.png"] = _save_fig(
-                predicted_vs_true(pred_last[name], truth, cap=cap, label=label,
-                                  title=f"{name}: predicted vs true RUL, last cycle per unit"),
-                out, f"predicted_vs_true_{name}")
+                predicted_vs_true(
+                    pred_last[name],
+                    truth,
+                    cap=cap,
+                    label=label,
+                    title=f"{name}: predicted vs true RUL, last cycle per unit",
+                ),
+                out,
+                f"predicted_vs_true_{name}",
+            )
         figures["figures/rul_trajectories.png"] = _save_fig(
-            rul_trajectories(preds["unit"].to_numpy(), preds["time"].to_numpy(),
-                             {n: preds[n].to_numpy() for n in models}, preds["true"].to_numpy(),
-                             cap=cap), out, "rul_trajectories")
+            rul_trajectories(
+                preds["unit"].to_numpy(),
+                preds["time"].to_numpy(),
+                {n: preds[n].to_numpy() for n in models},
+                preds["true"].to_numpy(),
+                cap=cap,
+            ),
+            out,
+            "rul_trajectories",
+        )
     preds.to_parquet(out / "predictions.parquet", index=False)
     key = "rmse" if cfg.model.task == "rul" else "all_pr_auc"
-    info = {"split": split, "n_units": len(last), "n_windows": len(every), "key": key,
-            "lstm": metrics.get(f"lstm_test_{key}"), "forest": metrics.get(f"forest_test_{key}")}
-    log.info("evaluated on %s (%d units): lstm %s %.3f, forest %s %.3f", split, len(last), key,
-             info["lstm"], key, info["forest"])
-    return StepOutput("evaluate", str(out), metrics=_clean(metrics), figures=figures,
-                      tables={"predictions.parquet": str(out / "predictions.parquet")},
-                      info=info, seconds=time.perf_counter() - t0).save()
+    info = {
+        "split": split,
+        "n_units": len(last),
+        "n_windows": len(every),
+        "key": key,
+        "lstm": metrics.get(f"lstm_test_{key}"),
+        "forest": metrics.get(f"forest_test_{key}"),
+    }
+    log.info(
+        "evaluated on %s (%d units): lstm %s %.3f, forest %s %.3f",
+        split,
+        len(last),
+        key,
+        info["lstm"],
+        key,
+        info["forest"],
+    )
+    return StepOutput(
+        "evaluate",
+        str(out),
+        metrics=_clean(metrics),
+        figures=figures,
+        tables={"predictions.parquet": str(out / "predictions.parquet")},
+        info=info,
+        seconds=time.perf_counter() - t0,
+    ).save()
 
 
 # ----------------------------------------------------------------------------- explain
@@ -411,9 +507,14 @@ def _sample(n: int, size: int, seed: int, mask: np.ndarray | None = None) -> np.
     return np.sort(np.random.default_rng(seed).choice(pool, size, replace=False))
 
 
-def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
-            forest_dir: str | Path, out_dir: str | Path,
-            progress: Callable[[str, int, int], None] | None = None) -> StepOutput:
+def explain(
+    cfg: RunConfig,
+    prepared_dir: str | Path,
+    lstm_dir: str | Path,
+    forest_dir: str | Path,
+    out_dir: str | Path,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> StepOutput:
     """Gate traces and saturation of the LSTM; SHAP for both models; their agreement;
     deletion curves; precision against the true fault sensors where known."""
     from pdmlens.explain.agreement import agreement
@@ -442,11 +543,21 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
         return (lambda done, total: progress(what, done, total)) if progress else None
 
     # -- gates: saturation over every evaluated window, full traces of a few
-    x_all = every.all_windows() if len(every) <= 50_000 else every.batch(
-        _sample(len(every), 50_000, cfg.seed))[0]
-    summ = gate_summaries(lstm.network_.lstm, x_all, chunk_size=ec.gate_chunk,
-                          method=ec.gate_method, check=ec.gate_check, tol=ec.gate_tol,
-                          low=ec.saturation_low, high=ec.saturation_high)
+    x_all = (
+        every.all_windows()
+        if len(every) <= 50_000
+        else every.batch(_sample(len(every), 50_000, cfg.seed))[0]
+    )
+    summ = gate_summaries(
+        lstm.network_.lstm,
+        x_all,
+        chunk_size=ec.gate_chunk,
+        method=ec.gate_method,
+        check=ec.gate_check,
+        tol=ec.gate_tol,
+        low=ec.saturation_low,
+        high=ec.saturation_high,
+    )
     sat = summ.saturation
     sat.to_parquet(out / "saturation.parquet", index=False)
     tables["explain/saturation.parquet"] = str(out / "saturation.parquet")
@@ -454,14 +565,23 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     sat_sum = saturation_summary(sat)
     info["saturation"] = sat_sum.to_dict(orient="records")
     figures["figures/gate_saturation.png"] = _save_fig(
-        plot_saturation(sat, low=ec.saturation_low, high=ec.saturation_high), out,
-        "gate_saturation")
+        plot_saturation(sat, low=ec.saturation_low, high=ec.saturation_high), out, "gate_saturation"
+    )
     target = every.window_targets
     order = np.argsort(target, kind="stable")
-    picks = np.unique(np.r_[order[: max(1, ec.gate_samples // 2)],
-                            order[-max(1, ec.gate_samples - ec.gate_samples // 2):]])
-    trace = extract_gates(lstm.network_.lstm, every.batch(picks)[0].copy(), check=ec.gate_check,
-                          tol=ec.gate_tol, method=ec.gate_method)
+    picks = np.unique(
+        np.r_[
+            order[: max(1, ec.gate_samples // 2)],
+            order[-max(1, ec.gate_samples - ec.gate_samples // 2) :],
+        ]
+    )
+    trace = extract_gates(
+        lstm.network_.lstm,
+        every.batch(picks)[0].copy(),
+        check=ec.gate_check,
+        tol=ec.gate_tol,
+        method=ec.gate_method,
+    )
     gates = trace.to_frame()
     gates["window_unit"] = every.window_units[picks][gates["sample"].to_numpy()]
     gates["window_end_time"] = every.window_times[picks][gates["sample"].to_numpy()]
@@ -471,26 +591,45 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     for label, w in (("near_failure", near), ("healthy", healthy)):
         s = int(np.flatnonzero(picks == w)[0])
         unit, t = every.window_units[w], every.window_times[w]
-        what = f"true RUL {target[w]:.0f}" if cfg.model.task == "rul" else \
-            f"fails within the horizon: {'yes' if target[w] > 0.5 else 'no'}"
+        what = (
+            f"true RUL {target[w]:.0f}"
+            if cfg.model.task == "rul"
+            else f"fails within the horizon: {'yes' if target[w] > 0.5 else 'no'}"
+        )
         figures[f"figures/gates_{label}.png"] = _save_fig(
-            plot_gate_heatmap(trace, s, title=f"Gates of unit {unit}, window ending at {t} "
-                              f"({label.replace('_', ' ')}, {what})"),
-            out, f"gates_{label}")
+            plot_gate_heatmap(
+                trace,
+                s,
+                title=f"Gates of unit {unit}, window ending at {t} "
+                f"({label.replace('_', ' ')}, {what})",
+            ),
+            out,
+            f"gates_{label}",
+        )
 
     # -- SHAP for both models on degrading windows of the evaluated split
     mask = target < cfg.prepare.rul_cap if cfg.model.task == "rul" else None
     idx = _sample(len(every), ec.n_explain, cfg.seed, mask)
     x = every.batch(idx)[0].copy()
     units, tgt = every.window_units[idx], target[idx]
-    bg = select_background(train, ec.background, ec.background_kind, cfg.seed, cfg.model.task,
-                           cfg.prepare.rul_cap)
+    bg = select_background(
+        train, ec.background, ec.background_kind, cfg.seed, cfg.model.task, cfg.prepare.rul_cap
+    )
     attrs = {
-        "lstm": explain_lstm(lstm, x, bg, nsamples=ec.shap_samples, batch_size=ec.batch_size,
-                             seed=cfg.seed, method=ec.lstm_method, num_threads=ec.num_threads,
-                             callback=tick("SHAP lstm")),
-        "forest": explain_forest(forest, x, bg, perturbation=ec.tree_perturbation,
-                                 callback=tick("SHAP forest")),
+        "lstm": explain_lstm(
+            lstm,
+            x,
+            bg,
+            nsamples=ec.shap_samples,
+            batch_size=ec.batch_size,
+            seed=cfg.seed,
+            method=ec.lstm_method,
+            num_threads=ec.num_threads,
+            callback=tick("SHAP lstm"),
+        ),
+        "forest": explain_forest(
+            forest, x, bg, perturbation=ec.tree_perturbation, callback=tick("SHAP forest")
+        ),
     }
     fault_sensors = data.meta.fault_sensors or {}
     fault_modes = dict(data.meta.fault_modes or {})
@@ -499,17 +638,30 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     k_true = int(np.median([len(v) for v in fault_sensors.values()])) if fault_sensors else None
     k = ec.top_k or k_true or 3
     agree = agreement(attrs["lstm"], attrs["forest"], units=units, k=k)
-    metrics.update({"agreement_spearman": agree["spearman"],
-                    "agreement_top_k_overlap": agree["top_k_overlap"],
-                    "agreement_unit_spearman_mean": agree.get("unit_spearman_mean")})
+    metrics.update(
+        {
+            "agreement_spearman": agree["spearman"],
+            "agreement_top_k_overlap": agree["top_k_overlap"],
+            "agreement_unit_spearman_mean": agree.get("unit_spearman_mean"),
+        }
+    )
     imp = agree["importance"].reset_index()
     imp.to_parquet(out / "importance.parquet", index=False)
     tables["explain/importance.parquet"] = str(out / "importance.parquet")
     info["importance"] = imp.to_dict(orient="records")
-    info["agreement"] = {"k": agree["k"], "spearman": agree["spearman"],
-                         "top_k_overlap": agree["top_k_overlap"]}
-    base = select_background(train, ec.deletion_baseline, ec.background_kind, cfg.seed + 1,
-                             cfg.model.task, cfg.prepare.rul_cap)
+    info["agreement"] = {
+        "k": agree["k"],
+        "spearman": agree["spearman"],
+        "top_k_overlap": agree["top_k_overlap"],
+    }
+    base = select_background(
+        train,
+        ec.deletion_baseline,
+        ec.background_kind,
+        cfg.seed + 1,
+        cfg.model.task,
+        cfg.prepare.rul_cap,
+    )
     deletions = {}
     for name, attr in attrs.items():
         frame = attr.to_frame("time" if attr.has_time else "sensor")
@@ -519,57 +671,92 @@ def explain(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
         tables[f"explain/attributions_{name}.parquet"] = str(out / f"attributions_{name}.parquet")
         metrics.update(attr.summary())
         model = lstm if name == "lstm" else forest
-        deletions[name] = deletion_for(model, attr, x, base, k_max=ec.deletion_k,
-                                       n_random=ec.deletion_random, seed=cfg.seed)
+        deletions[name] = deletion_for(
+            model, attr, x, base, k_max=ec.deletion_k, n_random=ec.deletion_random, seed=cfg.seed
+        )
         metrics.update(deletions[name].summary(f"{name}_", k_true or k))
         figures[f"figures/shap_summary_{name}.png"] = _save_fig(
-            AP.dot_summary(attr, title=f"{name}: what drives the prediction"), out,
-            f"shap_summary_{name}")
+            AP.dot_summary(attr, title=f"{name}: what drives the prediction"),
+            out,
+            f"shap_summary_{name}",
+        )
         info[f"top_sensors_{name}"] = [
-            str(s) for s in attr.global_importance().sort_values(ascending=False).index[:5]]
+            str(s) for s in attr.global_importance().sort_values(ascending=False).index[:5]
+        ]
     late = int(np.argmin(tgt))
     figures["figures/shap_time_heatmap.png"] = _save_fig(
-        AP.time_sensor_heatmap(attrs["lstm"], late,
-                               title=f"LSTM: which sensor at which step, unit {units[late]}"),
-        out, "shap_time_heatmap")
+        AP.time_sensor_heatmap(
+            attrs["lstm"], late, title=f"LSTM: which sensor at which step, unit {units[late]}"
+        ),
+        out,
+        "shap_time_heatmap",
+    )
     figures["figures/agreement.png"] = _save_fig(
-        AP.agreement_plot(attrs["lstm"], attrs["forest"], k=k, result=agree), out, "agreement")
-    figures["figures/deletion.png"] = _save_fig(AP.deletion_plot(deletions, k_true=k_true), out,
-                                                "deletion")
+        AP.agreement_plot(attrs["lstm"], attrs["forest"], k=k, result=agree), out, "agreement"
+    )
+    figures["figures/deletion.png"] = _save_fig(
+        AP.deletion_plot(deletions, k_true=k_true), out, "deletion"
+    )
     if fault_sensors and fault_modes:
         rows = []
         # near failure (RUL < horizon) the fault is fully expressed; earlier it may not be
         near = float(cfg.prepare.horizon) if cfg.model.task == "rul" else None
         for name, attr in attrs.items():
-            for windows, rul_max, suffix in (("near failure", near, ""),
-                                             ("all explained", None, "_all")):
+            for windows, rul_max, suffix in (
+                ("near failure", near, ""),
+                ("all explained", None, "_all"),
+            ):
                 if windows == "near failure" and near is None:
                     continue
-                gt = groundtruth_precision(attr, units, fault_modes, fault_sensors,
-                                           rul=tgt if rul_max else None, rul_max=rul_max)
+                gt = groundtruth_precision(
+                    attr,
+                    units,
+                    fault_modes,
+                    fault_sensors,
+                    rul=tgt if rul_max else None,
+                    rul_max=rul_max,
+                )
                 gt.insert(0, "windows", windows)
                 gt.insert(0, "model", name)
                 rows.append(gt)
                 allrow = gt[gt["fault_mode"] == "all"]
                 if len(allrow):
                     metrics[f"{name}_precision_at_k{suffix}"] = float(
-                        allrow["precision_sample"].iloc[0])
+                        allrow["precision_sample"].iloc[0]
+                    )
         gtab = pd.concat(rows, ignore_index=True)
         gtab.to_parquet(out / "groundtruth.parquet", index=False)
         tables["explain/groundtruth.parquet"] = str(out / "groundtruth.parquet")
         info["groundtruth"] = gtab.to_dict(orient="records")
     info["n_explained"] = int(len(idx))
-    log.info("explained %d windows: agreement rho %.2f, top-%d overlap %.2f", len(idx),
-             agree["spearman"], agree["k"], agree["top_k_overlap"])
-    return StepOutput("explain", str(out), metrics=_clean(metrics), figures=figures,
-                      tables=tables, info=info, seconds=time.perf_counter() - t0).save()
+    log.info(
+        "explained %d windows: agreement rho %.2f, top-%d overlap %.2f",
+        len(idx),
+        agree["spearman"],
+        agree["k"],
+        agree["top_k_overlap"],
+    )
+    return StepOutput(
+        "explain",
+        str(out),
+        metrics=_clean(metrics),
+        figures=figures,
+        tables=tables,
+        info=info,
+        seconds=time.perf_counter() - t0,
+    ).save()
 
 
 # ----------------------------------------------------------------------------- signatures
 
 
-def signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
-               out_dir: str | Path, max_windows: int = 2000) -> StepOutput:
+def signatures(
+    cfg: RunConfig,
+    prepared_dir: str | Path,
+    lstm_dir: str | Path,
+    out_dir: str | Path,
+    max_windows: int = 2000,
+) -> StepOutput:
     """Per-layer activation signatures: clusters against health stages, the first layer
     that separates them, stage-selective units, and novelty of the evaluated windows
     against the validation units. At most ``max_windows`` windows per split (a seeded
@@ -581,8 +768,13 @@ def signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
         return _signatures(cfg, prepared_dir, lstm_dir, out_dir, max_windows)
 
 
-def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
-                out_dir: str | Path, max_train: int) -> StepOutput:
+def _signatures(
+    cfg: RunConfig,
+    prepared_dir: str | Path,
+    lstm_dir: str | Path,
+    out_dir: str | Path,
+    max_train: int,
+) -> StepOutput:
     from pdmlens.explain.gates import extract_gates
     from pdmlens.models.lstm import LSTMEstimator
     from pdmlens.report import signature_plots as SP
@@ -624,9 +816,17 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     order = stage_names(bins)
     st_tr = stage_of(train.window_targets[tr_idx], bins)
     st_te = stage_of(test.window_targets[te_idx], bins)
-    sep = layer_separation(s_tr, st_tr, s_te, st_te, seed=cfg.seed, k=sc.k, k_range=sc.k_range,
-                           train_groups=train.window_units[tr_idx],
-                           silhouette_sample=sc.silhouette_sample)
+    sep = layer_separation(
+        s_tr,
+        st_tr,
+        s_te,
+        st_te,
+        seed=cfg.seed,
+        k=sc.k,
+        k_range=sc.k_range,
+        train_groups=train.window_units[tr_idx],
+        silhouette_sample=sc.silhouette_sample,
+    )
     choice = first_separating_layer(sep, sc.separation_metric, sc.tolerance)
     sep_out = sep.copy()
     sep_out.index = [layer_label(i) for i in sep_out.index]
@@ -634,19 +834,34 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     sep_out.reset_index().to_parquet(out / "layer_separation.parquet", index=False)
 
     clusters = {}
-    assign = pd.DataFrame({"unit": test.window_units[te_idx], "time": test.window_times[te_idx],
-                           "rul": test.window_targets[te_idx], "stage": st_te})
+    assign = pd.DataFrame(
+        {
+            "unit": test.window_units[te_idx],
+            "time": test.window_times[te_idx],
+            "rul": test.window_targets[te_idx],
+            "stage": st_te,
+        }
+    )
     for layer in s_tr:
-        clu = SignatureClusterer(k=int(sep.loc[layer, "k"]), seed=cfg.seed,
-                                 silhouette_sample=sc.silhouette_sample).fit(s_tr[layer])
+        clu = SignatureClusterer(
+            k=int(sep.loc[layer, "k"]), seed=cfg.seed, silhouette_sample=sc.silhouette_sample
+        ).fit(s_tr[layer])
         clusters[layer] = clu.predict(s_te[layer])
         assign[f"cluster_{layer_label(layer)}"] = clusters[layer]
     assign.to_parquet(out / "clusters.parquet", index=False)
     last_step = pd.DataFrame(x_te[:, -1, :], columns=data.features)
     sentences = describe_clusters(clusters[choice.layer], st_te, last_step, top=3, order=order)
 
-    nov, scores = novelty_by_layer(s_tr, s_va, s_va, s_te, method=sc.novelty_method,
-                                   k=sc.novelty_knn, tnr=sc.novelty_tnr, seed=cfg.seed)
+    nov, scores = novelty_by_layer(
+        s_tr,
+        s_va,
+        s_va,
+        s_te,
+        method=sc.novelty_method,
+        k=sc.novelty_knn,
+        tnr=sc.novelty_tnr,
+        seed=cfg.seed,
+    )
     nov_out = nov.copy()
     nov_out.index = [layer_label(i) for i in nov_out.index]
     nov_out.index.name = "layer"
@@ -658,24 +873,44 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     rul_steps = test.window_targets[sel_idx][:, None] + np.arange(test.length - 1, -1, -1)[None]
     stages_t = stage_of(np.minimum(rul_steps, bins[-1]), bins)
     acts = {li + 1: np.asarray(layer["h"]) for li, layer in enumerate(trace.layers)}
-    sel = unit_selectivity(acts, stages_t, threshold=sc.selectivity_threshold,
-                           min_run=sc.selectivity_min_run, order=order)
+    sel = unit_selectivity(
+        acts,
+        stages_t,
+        threshold=sc.selectivity_threshold,
+        min_run=sc.selectivity_min_run,
+        order=order,
+    )
     sel.to_parquet(out / "selectivity.parquet", index=False)
 
     figures = {
-        "figures/signature_projection.png": _save_fig(SP.plot_signature_projection(
-            s_te, clusters, st_te, order=order, seed=cfg.seed), out, "signature_projection"),
-        "figures/layer_separation.png": _save_fig(SP.plot_layer_separation(
-            sep, chosen=choice.layer), out, "layer_separation"),
-        "figures/novelty.png": _save_fig(SP.plot_novelty_distributions(
-            scores, table=nov, familiar_label="validation units (calibration)",
-            unfamiliar_label=f"{split} units"), out, "novelty"),
-        "figures/unit_selectivity.png": _save_fig(SP.plot_unit_selectivity(sel), out,
-                                                  "unit_selectivity"),
+        "figures/signature_projection.png": _save_fig(
+            SP.plot_signature_projection(s_te, clusters, st_te, order=order, seed=cfg.seed),
+            out,
+            "signature_projection",
+        ),
+        "figures/layer_separation.png": _save_fig(
+            SP.plot_layer_separation(sep, chosen=choice.layer), out, "layer_separation"
+        ),
+        "figures/novelty.png": _save_fig(
+            SP.plot_novelty_distributions(
+                scores,
+                table=nov,
+                familiar_label="validation units (calibration)",
+                unfamiliar_label=f"{split} units",
+            ),
+            out,
+            "novelty",
+        ),
+        "figures/unit_selectivity.png": _save_fig(
+            SP.plot_unit_selectivity(sel), out, "unit_selectivity"
+        ),
     }
-    metrics: dict[str, float] = {"first_separating_layer": float(choice.layer)
-                                 if isinstance(choice.layer, (int, np.integer)) else float("nan"),
-                                 "first_separating_score": choice.score}
+    metrics: dict[str, float] = {
+        "first_separating_layer": float(choice.layer)
+        if isinstance(choice.layer, (int, np.integer))
+        else float("nan"),
+        "first_separating_score": choice.score,
+    }
     for layer in sep.index:
         for col in ("purity", "ari", "nmi", "probe_accuracy", "silhouette"):
             if col in sep.columns:
@@ -683,15 +918,29 @@ def _signatures(cfg: RunConfig, prepared_dir: str | Path, lstm_dir: str | Path,
     for layer in nov.index:
         for col in ("auroc", "detection_rate", "threshold"):
             if col in nov.columns:
-                metrics[f"{layer_label(layer)}_novelty_{col}".replace(" ", "_")] = \
-                    nov.loc[layer, col]
-    info = {"first_separating_layer": layer_label(choice.layer), "sentence": choice.sentence(),
-            "clusters": sentences, "n_windows": {"train": len(tr_idx), "val": len(va_idx),
-                                                 split: len(te_idx)},
-            "novelty_split": split,
-            "flagged_share": {layer_label(k): float(nov.loc[k, "detection_rate"])
-                              for k in nov.index if "detection_rate" in nov.columns}}
+                metrics[f"{layer_label(layer)}_novelty_{col}".replace(" ", "_")] = nov.loc[
+                    layer, col
+                ]
+    info = {
+        "first_separating_layer": layer_label(choice.layer),
+        "sentence": choice.sentence(),
+        "clusters": sentences,
+        "n_windows": {"train": len(tr_idx), "val": len(va_idx), split: len(te_idx)},
+        "novelty_split": split,
+        "flagged_share": {
+            layer_label(k): float(nov.loc[k, "detection_rate"])
+            for k in nov.index
+            if "detection_rate" in nov.columns
+        },
+    }
     tables = {f"signatures/{p.name}": str(p) for p in out.glob("*.parquet")}
     log.info("signatures: %s", choice.sentence())
-    return StepOutput("signatures", str(out), metrics=_clean(metrics), figures=figures,
-                      tables=tables, info=info, seconds=time.perf_counter() - t0).save()
+    return StepOutput(
+        "signatures",
+        str(out),
+        metrics=_clean(metrics),
+        figures=figures,
+        tables=tables,
+        info=info,
+        seconds=time.perf_counter() - t0,
+    ).save()

@@ -71,7 +71,11 @@ def read_readings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """
     try:
         raw = pd.read_csv(
-            path, sep=r"\s+", header=None, skip_blank_lines=False, engine="c",
+            path,
+            sep=r"\s+",
+            header=None,
+            skip_blank_lines=False,
+            engine="c",
             compression="infer",
         )
     except pd.errors.EmptyDataError:
@@ -82,7 +86,8 @@ def read_readings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
             raise DataValidationError(
                 f"line has {m.group(3)} fields, expected {m.group(1)} like the lines before "
                 f"(a C-MAPSS line has {len(COLUMNS)}: unit, cycle, 3 settings, 21 sensors)",
-                file=str(path), row=int(m.group(2)),
+                file=str(path),
+                row=int(m.group(2)),
             ) from None
         raise DataValidationError(f"cannot parse the file: {exc}", file=str(path)) from None
     line = np.arange(1, len(raw) + 1)
@@ -93,7 +98,8 @@ def read_readings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
         raise DataValidationError(
             f"expected {len(COLUMNS)} columns (unit, cycle, setting_1..3, sensor_1..21), "
             f"found {raw.shape[1]}",
-            file=str(path), row=int(line[0]) if len(line) else None,
+            file=str(path),
+            row=int(line[0]) if len(line) else None,
         )
     raw.columns = COLUMNS
     raw = raw.reset_index(drop=True)
@@ -120,7 +126,9 @@ def _check_short_lines(path: Path, raw: pd.DataFrame, line: np.ndarray) -> None:
                     raise DataValidationError(
                         f"line has {n_fields} fields, fewer than {len(COLUMNS)} "
                         f"(first missing: {COLUMNS[n_fields]})",
-                        file=str(path), column=COLUMNS[n_fields], row=number,
+                        file=str(path),
+                        column=COLUMNS[n_fields],
+                        row=number,
                     )
 
 
@@ -132,7 +140,9 @@ def _unit_ids(raw: pd.DataFrame, path: Path, lines: np.ndarray) -> pd.Series:
         if wrong.any():
             pos = int(np.argmax(wrong))
             raise DataValidationError(
-                f"non-numeric unit number {str(s.iat[pos])!r}", file=str(path), column=UNIT,
+                f"non-numeric unit number {str(s.iat[pos])!r}",
+                file=str(path),
+                column=UNIT,
                 row=int(lines[pos]),
             )
         s = num
@@ -141,7 +151,9 @@ def _unit_ids(raw: pd.DataFrame, path: Path, lines: np.ndarray) -> pd.Series:
     if frac.any():
         pos = int(np.argmax(frac))
         raise DataValidationError(
-            f"unit number {arr[pos]} is not an integer", file=str(path), column=UNIT,
+            f"unit number {arr[pos]} is not an integer",
+            file=str(path),
+            column=UNIT,
             row=int(lines[pos]),
         )
     return pd.Series(arr.astype(np.int64).astype(str), dtype=object)
@@ -158,13 +170,13 @@ def read_rul(path: Path) -> np.ndarray:
     try:
         raw = pd.read_csv(path, sep=r"\s+", header=None, skip_blank_lines=True)
     except pd.errors.EmptyDataError:
-        raise DataValidationError("empty input: the RUL file has no rows",
-                                  file=str(path)) from None
+        raise DataValidationError("empty input: the RUL file has no rows", file=str(path)) from None
     except pd.errors.ParserError as exc:
         raise DataValidationError(f"cannot parse the RUL file: {exc}", file=str(path)) from None
     if raw.shape[1] != 1:
         raise DataValidationError(
-            f"expected one RUL value per line, found {raw.shape[1]} columns", file=str(path),
+            f"expected one RUL value per line, found {raw.shape[1]} columns",
+            file=str(path),
             row=1,
         )
     s = raw[0]
@@ -173,15 +185,18 @@ def read_rul(path: Path) -> np.ndarray:
     if wrong.any():
         pos = int(np.argmax(wrong))
         raise DataValidationError(
-            f"RUL value {str(s.iat[pos])!r} is not a number", file=str(path), column="rul",
+            f"RUL value {str(s.iat[pos])!r} is not a number",
+            file=str(path),
+            column="rul",
             row=pos + 1,
         )
     values = num.to_numpy(dtype=np.float64)
     neg = values < 0
     if neg.any():
         pos = int(np.argmax(neg))
-        raise DataValidationError(f"RUL {values[pos]} is negative", file=str(path),
-                                  column="rul", row=pos + 1)
+        raise DataValidationError(
+            f"RUL {values[pos]} is negative", file=str(path), column="rul", row=pos + 1
+        )
     return values
 
 
@@ -259,9 +274,11 @@ def load_cmapss(
     train_path = find_file(folder, f"train_{subset}.txt")
     test_path = find_file(folder, f"test_{subset}.txt")
     rul_path = find_file(folder, f"RUL_{subset}.txt")
-    train = _load_split(train_path, "train", subset, None, None, validate, window, nan_policy,
-                        problems)
+    train = _load_split(
+        train_path, "train", subset, None, None, validate, window, nan_policy, problems
+    )
     rul = read_rul(rul_path)
-    test = _load_split(test_path, "test", subset, rul, rul_path, validate, None, nan_policy,
-                       problems)
+    test = _load_split(
+        test_path, "test", subset, rul, rul_path, validate, None, nan_policy, problems
+    )
     return FleetSplits(train=train, test=test)

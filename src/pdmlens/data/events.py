@@ -57,19 +57,23 @@ def _read_failures(
     asset = raw[cfg.asset]
     if asset.isna().any():
         pos = int(np.argmax(asset.isna().to_numpy()))
-        raise DataValidationError("missing asset id", file=file, column=cfg.asset,
-                                  row=int(rows[pos]))
+        raise DataValidationError(
+            "missing asset id", file=file, column=cfg.asset, row=int(rows[pos])
+        )
     when = parse_time(raw[cfg.timestamp], file, cfg.timestamp, rows)
     if when.isna().any():
         pos = int(np.argmax(when.isna().to_numpy()))
-        raise DataValidationError("missing failure time", file=file, column=cfg.timestamp,
-                                  row=int(rows[pos]))
+        raise DataValidationError(
+            "missing failure time", file=file, column=cfg.timestamp, row=int(rows[pos])
+        )
     is_stamp = pd.api.types.is_datetime64_any_dtype(when)
     if len(raw) and is_stamp != (stamp_kind == "datetime"):
         raise DataValidationError(
             f"failure times are {'timestamps' if is_stamp else 'numbers'} but the readings' "
             f"times are {'timestamps' if not is_stamp else 'numbers'}",
-            file=file, column=cfg.timestamp, row=int(rows[0]),
+            file=file,
+            column=cfg.timestamp,
+            row=int(rows[0]),
         )
     out = pd.DataFrame({"asset": as_unit_strings(asset), "when": when})
     out["mode"] = raw[cfg.fault_mode].astype(str).to_numpy() if cfg.fault_mode else None
@@ -107,8 +111,9 @@ def load_events(
     asset = raw[cfg.asset]
     if asset.isna().any():
         pos = int(np.argmax(asset.isna().to_numpy()))
-        raise DataValidationError("missing asset id", file=rfile, column=cfg.asset,
-                                  row=int(rows[pos]))
+        raise DataValidationError(
+            "missing asset id", file=rfile, column=cfg.asset, row=int(rows[pos])
+        )
     frame = pd.DataFrame({UNIT: as_unit_strings(asset)})
     frame[TIME] = parse_time(raw[cfg.timestamp], rfile, cfg.timestamp, rows)
     for src, dst in {**setting_map, **sensor_map}.items():
@@ -116,8 +121,9 @@ def load_events(
     is_stamp = pd.api.types.is_datetime64_any_dtype(frame[TIME])
     if frame[TIME].isna().any():
         pos = int(np.argmax(frame[TIME].isna().to_numpy()))
-        raise DataValidationError("missing time", file=rfile, column=cfg.timestamp,
-                                  row=int(rows[pos]))
+        raise DataValidationError(
+            "missing time", file=rfile, column=cfg.timestamp, row=int(rows[pos])
+        )
     failures, frows = _read_failures(fpath, cfg, "datetime" if is_stamp else "number")
     known = set(pd.unique(frame[UNIT]))
     orphan = ~failures["asset"].isin(known).to_numpy()
@@ -126,7 +132,9 @@ def load_events(
         raise DataValidationError(
             f"failure event for asset {failures['asset'].iat[pos]!r}, which has no readings "
             f"in {rpath.name}",
-            file=str(fpath), column=cfg.asset, row=int(frows[pos]),
+            file=str(fpath),
+            column=cfg.asset,
+            row=int(frows[pos]),
         )
 
     frame, rows = group_by_unit(frame, rows)
@@ -162,8 +170,9 @@ def load_events(
                 modes[name] = str(g["mode"].iat[run])
         unit_names[s:e] = pd.Series(kk + 1).astype(str).radd(a + "#").to_numpy()
     if empty_runs:
-        log.info("%s: %d failures have no readings since the previous one (no unit)",
-                 fpath, empty_runs)
+        log.info(
+            "%s: %d failures have no readings since the previous one (no unit)", fpath, empty_runs
+        )
     frame[UNIT] = unit_names
     frame = check_and_label(frame, rows, rfile, window, nan_policy, problems)
     if is_stamp:

@@ -156,11 +156,18 @@ class Preparer:
         take = min(n, cfg.regime_sample)
         pick = np.sort(rng.choice(n, size=take, replace=False)) if take < n else np.arange(n)
         src = pick if rows is None else rows[pick]
-        sample = np.column_stack([_float_col(frame, s)[src] for s in settings]) if settings \
+        sample = (
+            np.column_stack([_float_col(frame, s)[src] for s in settings])
+            if settings
             else np.zeros((take, 0))
+        )
         self.regimes_ = fit_regimes(
-            sample, settings, max_regimes=cfg.max_regimes, n_regimes=cfg.n_regimes,
-            min_silhouette=cfg.regime_min_silhouette, constant_tol=cfg.constant_tol,
+            sample,
+            settings,
+            max_regimes=cfg.max_regimes,
+            n_regimes=cfg.n_regimes,
+            min_silhouette=cfg.regime_min_silhouette,
+            constant_tol=cfg.constant_tol,
             seed=self.seed,
         )
         self.n_regimes_ = self.regimes_.n_regimes
@@ -173,8 +180,7 @@ class Preparer:
         group = regime if by_regime else np.zeros(n, dtype=np.int32)
         n_groups = self.n_regimes_ if by_regime else 1
         feature_settings = (
-            list(self.regimes_.columns)
-            if cfg.normalize == "global" and self.n_regimes_ > 1 else []
+            list(self.regimes_.columns) if cfg.normalize == "global" and self.n_regimes_ > 1 else []
         )
         candidates = list(sensors) + feature_settings + ([AGE] if cfg.age_feature else [])
         age = unit_age(frame) if cfg.age_feature else None
@@ -210,12 +216,17 @@ class Preparer:
         # Constant sensors: below tolerance in every group that has two or more rows.
         real = counts >= 2 if (counts >= 2).any() else counts >= 1
         constant = (std[real] < cfg.constant_tol).all(axis=0)
-        self.constant_sensors_ = [c for c, k in zip(candidates, constant, strict=True)
-                                  if k and c in sensors]
+        self.constant_sensors_ = [
+            c for c, k in zip(candidates, constant, strict=True) if k and c in sensors
+        ]
         self.dropped_sensors_ = list(self.constant_sensors_) if cfg.drop_constant else []
         if self.dropped_sensors_:
-            logger.info("dropping %d constant sensors (std < %g in every regime): %s",
-                        len(self.dropped_sensors_), cfg.constant_tol, self.dropped_sensors_)
+            logger.info(
+                "dropping %d constant sensors (std < %g in every regime): %s",
+                len(self.dropped_sensors_),
+                cfg.constant_tol,
+                self.dropped_sensors_,
+            )
         keep = [c not in self.dropped_sensors_ for c in candidates]
         self.sensors_ = list(sensors)
         self.settings_ = list(settings)
@@ -227,7 +238,11 @@ class Preparer:
         self.n_rows_fit_ = n
         logger.info(
             "prepare fitted on %d rows: %d regime(s) %s, %d features, normalize=%s",
-            n, self.n_regimes_, self.regime_counts_, len(self.features_), cfg.normalize,
+            n,
+            self.n_regimes_,
+            self.regime_counts_,
+            len(self.features_),
+            cfg.normalize,
         )
         return self
 
@@ -261,8 +276,9 @@ class Preparer:
             return s.reset_index(drop=True)
 
         out: dict[str, Any] = {UNIT: pick(UNIT), TIME: pick(TIME)}
-        regime = self.regimes_.assign([_float_col(frame, c) for c in self.regimes_.columns],
-                                      rows, n)
+        regime = self.regimes_.assign(
+            [_float_col(frame, c) for c in self.regimes_.columns], rows, n
+        )
         out[REGIME] = regime
         if fleet.meta.fault_modes:
             out[FAULT_MODE] = _fault_mode_column(out[UNIT], fleet.meta.fault_modes)
@@ -339,8 +355,14 @@ class Preparer:
         self.regimes_ = RegimeModel.from_dict(state["regimes_"])
         self.n_regimes_ = self.regimes_.n_regimes
         self.regime_counts_ = list(state["regime_counts_"])
-        for key in ("sensors_", "settings_", "features_", "feature_settings_",
-                    "constant_sensors_", "dropped_sensors_"):
+        for key in (
+            "sensors_",
+            "settings_",
+            "features_",
+            "feature_settings_",
+            "constant_sensors_",
+            "dropped_sensors_",
+        ):
             setattr(self, key, list(state[key]))
         k = len(self.features_)
         self.mean_ = np.asarray(state["mean_"], dtype=np.float64).reshape(-1, k)
@@ -425,8 +447,14 @@ class PreparedData:
     ) -> WindowDataset:
         """Sliding windows over one split's frame (``target`` None: inputs only)."""
         return WindowDataset(
-            self.frame(split), self.features, window.length, target=target,
-            stride=window.stride, pad=window.pad, last_only=last_only, full_only=full_only,
+            self.frame(split),
+            self.features,
+            window.length,
+            target=target,
+            stride=window.stride,
+            pad=window.pad,
+            last_only=last_only,
+            full_only=full_only,
             min_history=window.min_history,
         )
 
@@ -464,11 +492,15 @@ class PreparedData:
         if train is None or val is None:
             raise FileNotFoundError(f"{d} holds no prepared train/val frames")
         return cls(
-            train=train, val=val, test=read("test"), features=list(info["features"]),
-            horizon_col=info["horizon_col"], meta=FleetMeta.from_json(info["meta"]),
-            test_meta=None if info["test_meta"] is None else FleetMeta.from_json(
-                info["test_meta"]),
-            preparer=Preparer.load(d / "preparer.json"), score=read("score"),
+            train=train,
+            val=val,
+            test=read("test"),
+            features=list(info["features"]),
+            horizon_col=info["horizon_col"],
+            meta=FleetMeta.from_json(info["meta"]),
+            test_meta=None if info["test_meta"] is None else FleetMeta.from_json(info["test_meta"]),
+            preparer=Preparer.load(d / "preparer.json"),
+            score=read("score"),
         )
 
 
@@ -483,8 +515,9 @@ def prepare(splits: FleetSplits, cfg: RunConfig) -> PreparedData:
             "no run-to-failure unit in the training data (every unit is right-censored)"
         )
     if censored:
-        logger.info("%d right-censored units kept out of train/val (in the score frame)",
-                    len(censored))
+        logger.info(
+            "%d right-censored units kept out of train/val (in the score frame)", len(censored)
+        )
     train_units, val_units = split_units(labelled, cfg.prepare.val_fraction, cfg.seed)
     logger.info("split by unit: %d train, %d val", len(train_units), len(val_units))
     prep = Preparer(cfg.prepare, seed=cfg.seed).fit(fleet, units=train_units)

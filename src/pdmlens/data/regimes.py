@@ -167,7 +167,10 @@ def fit_regimes(
     if scores[best] < min_silhouette:
         logger.info(
             "settings %s: best silhouette %.3f (k=%d) < %.2f -> one operating regime",
-            cols, scores[best], best, min_silhouette,
+            cols,
+            scores[best],
+            best,
+            min_silhouette,
         )
         return _one_regime(cols, x, scores)
     logger.info("settings %s: %d operating regimes (silhouette %.3f)", cols, best, scores[best])

@@ -156,7 +156,11 @@ def simulate_fleet(cfg: SimulatorConfig | None = None, seed: int = 0) -> FleetSp
         test = _simulate_split(cfg, plant, modes, np.random.default_rng([seed, 2]), "test", seed)
     logger.info(
         "simulated %d train rows (%d units), %d test rows, %d regimes, fault modes %s",
-        train.n_rows, cfg.n_units, 0 if test is None else test.n_rows, cfg.n_regimes, modes,
+        train.n_rows,
+        cfg.n_units,
+        0 if test is None else test.n_rows,
+        cfg.n_regimes,
+        modes,
     )
     return FleetSplits(train=train, test=test)
 

@@ -55,32 +55,44 @@ def load_source(
         from pdmlens.data.cmapss import load_cmapss
 
         folder = resolve_path(cfg.path, what="C-MAPSS folder (data.path)", folder=True)
-        return load_cmapss(folder, cfg.subset, window=window, nan_policy=cfg.nan_policy,
-                           problems=problems)
+        return load_cmapss(
+            folder, cfg.subset, window=window, nan_policy=cfg.nan_policy, problems=problems
+        )
     if cfg.source == "events":
         from pdmlens.data.events import load_events
 
         ev = cfg.events
         readings = resolve_path(ev.readings, cfg.path, what="readings table (data.events.readings)")
         failures = resolve_path(ev.failures, cfg.path, what="failures table (data.events.failures)")
-        return load_events(readings, failures, ev, window=window, nan_policy=cfg.nan_policy,
-                           problems=problems)
+        return load_events(
+            readings, failures, ev, window=window, nan_policy=cfg.nan_policy, problems=problems
+        )
     if cfg.source == "table":
         from pdmlens.data.table import load_table
 
         path = resolve_path(cfg.path, what="table (data.path)")
-        test = resolve_path(cfg.test_path, what="test table (data.test_path)") \
-            if cfg.test_path else None
-        return load_table(path, cfg.columns, test, window=window, nan_policy=cfg.nan_policy,
-                          problems=problems)
+        test = (
+            resolve_path(cfg.test_path, what="test table (data.test_path)")
+            if cfg.test_path
+            else None
+        )
+        return load_table(
+            path, cfg.columns, test, window=window, nan_policy=cfg.nan_policy, problems=problems
+        )
     if cfg.source == "simulated":
         from pdmlens.data.simulate import simulate_fleet
 
         splits = simulate_fleet(cfg.simulator, seed)
         checked = []
         for name, fleet in splits.items():
-            frame = check_and_label(fleet.frame, None, None, window if name == "train" else None,
-                                    cfg.nan_policy, problems)
+            frame = check_and_label(
+                fleet.frame,
+                None,
+                None,
+                window if name == "train" else None,
+                cfg.nan_policy,
+                problems,
+            )
             checked.append(Fleet(frame, fleet.meta))
         return FleetSplits(train=checked[0], test=checked[1] if len(checked) > 1 else None)
     raise DataValidationError(f"unknown data source {cfg.source!r}")

@@ -76,8 +76,7 @@ def read_frame(path: str | Path, allow_empty: bool = False) -> tuple[pd.DataFram
         try:
             frame = pd.read_csv(p, sep=sep, skip_blank_lines=False)
         except pd.errors.EmptyDataError:
-            raise DataValidationError("empty input: the file has no rows",
-                                      file=str(p)) from None
+            raise DataValidationError("empty input: the file has no rows", file=str(p)) from None
         except pd.errors.ParserError as exc:
             raise DataValidationError(f"cannot parse CSV: {exc}", file=str(p)) from None
         rows = np.arange(1, len(frame) + 1)
@@ -102,7 +101,8 @@ def require_columns(frame: pd.DataFrame, columns: list[str], file: str) -> None:
             present = ", ".join(map(str, frame.columns[:20]))
             raise DataValidationError(
                 f"required column '{col}' is missing (columns present: {present})",
-                file=file, column=col,
+                file=file,
+                column=col,
             )
 
 
@@ -125,7 +125,9 @@ def parse_time(s: pd.Series, file: str, column: str, rows: np.ndarray) -> pd.Ser
         raise DataValidationError(
             f"value {str(s.iat[pos])!r} is neither a number nor a timestamp "
             f"({int(wrong.sum())} such rows)",
-            file=file, column=column, row=int(rows[pos]),
+            file=file,
+            column=column,
+            row=int(rows[pos]),
         )
     return out.dt.tz_convert(None)
 
@@ -155,7 +157,8 @@ def pick_columns(
     Returns (sensor map, setting map), each raw name -> canonical name.
     """
     settings = list(settings) + [
-        c for c in frame.columns
+        c
+        for c in frame.columns
         if c.startswith(SETTING_PREFIX) and c not in settings and c not in taken
     ]
     require_columns(frame, settings, file)
@@ -194,8 +197,7 @@ def check_and_label(
     problems: list[DataValidationError] | None,
 ) -> pd.DataFrame:
     """Validate (raise) or collect problems (best effort), as the loaders all do."""
-    kwargs: dict[str, Any] = dict(file=file, window=window, nan_policy=nan_policy,
-                                  row_numbers=rows)
+    kwargs: dict[str, Any] = dict(file=file, window=window, nan_policy=nan_policy, row_numbers=rows)
     if problems is None:
         return _validate(frame, **kwargs)
     problems.extend(find_problems(frame, **kwargs))
@@ -211,15 +213,18 @@ def _pivot_long(
     var = raw[m.variable]
     if var.isna().any():
         pos = int(np.argmax(var.isna().to_numpy()))
-        raise DataValidationError("missing variable name", file=file, column=m.variable,
-                                  row=int(rows[pos]))
+        raise DataValidationError(
+            "missing variable name", file=file, column=m.variable, row=int(rows[pos])
+        )
     dup = raw.duplicated([m.unit, m.time, m.variable]).to_numpy()
     if dup.any():
         pos = int(np.argmax(dup))
         raise DataValidationError(
             f"duplicate (unit, time, variable): {raw[m.unit].iat[pos]!r}, "
             f"{raw[m.time].iat[pos]!r}, {var.iat[pos]!r} appears twice",
-            file=file, column=m.variable, row=int(rows[pos]),
+            file=file,
+            column=m.variable,
+            row=int(rows[pos]),
         )
     value = raw[m.value]
     num = pd.to_numeric(value, errors="coerce")
@@ -228,7 +233,9 @@ def _pivot_long(
         pos = int(np.argmax(wrong))
         raise DataValidationError(
             f"non-numeric value {str(value.iat[pos])!r} for variable {str(var.iat[pos])!r}",
-            file=file, column=m.value, row=int(rows[pos]),
+            file=file,
+            column=m.value,
+            row=int(rows[pos]),
         )
     kcode = key.groupby([m.unit, m.time], sort=False, dropna=False).ngroup().to_numpy()
     vcode, vnames = pd.factorize(var.astype(str), sort=False)
@@ -271,8 +278,12 @@ def _load_one(
         wrong = (num.isna() & rul_src.notna()).to_numpy()
         if wrong.any():
             pos = int(np.argmax(wrong))
-            raise DataValidationError(f"non-numeric RUL value {str(rul_src.iat[pos])!r}",
-                                      file=file, column=m.rul, row=int(rows[pos]))
+            raise DataValidationError(
+                f"non-numeric RUL value {str(rul_src.iat[pos])!r}",
+                file=file,
+                column=m.rul,
+                row=int(rows[pos]),
+            )
         frame[RUL_RAW] = num.to_numpy(dtype=np.float64)
     frame, rows = group_by_unit(frame, rows)
     frame = check_and_label(frame, rows, file, window, nan_policy, problems)
@@ -288,10 +299,14 @@ def _load_one(
         source="table",
         split=split,
         time_unit=TIME_UNITS[m.time_unit] if is_stamp else "step",
-        censored_units=[] if (m.rul or (m.run_to_failure and split == "train"))
+        censored_units=[]
+        if (m.rul or (m.run_to_failure and split == "train"))
         else [str(u) for u in pd.unique(frame[UNIT])],
-        extra={"file": file, "columns": {v: k for k, v in {**setting_map, **sensor_map}.items()},
-               "layout": m.layout},
+        extra={
+            "file": file,
+            "columns": {v: k for k, v in {**setting_map, **sensor_map}.items()},
+            "layout": m.layout,
+        },
     )
     return Fleet(frame, meta)
 

@@ -203,8 +203,9 @@ class _Checker:
                 f"missing unit id ({_plural(int(unit_na.sum()), 'row')})", column=UNIT, pos=pos
             )
             return
-        if not (pd.api.types.is_object_dtype(frame[UNIT]) or
-                pd.api.types.is_string_dtype(frame[UNIT])):
+        if not (
+            pd.api.types.is_object_dtype(frame[UNIT]) or pd.api.types.is_string_dtype(frame[UNIT])
+        ):
             frame[UNIT] = as_unit_strings(frame[UNIT])
 
         # numeric columns; bad[c] marks rows already reported as non-numeric
@@ -250,7 +251,9 @@ class _Checker:
         if t_na.any():
             pos = int(np.argmax(t_na))
             yield self._err(
-                f"missing time ({_plural(int(t_na.sum()), 'row')})", column=TIME, pos=pos,
+                f"missing time ({_plural(int(t_na.sum()), 'row')})",
+                column=TIME,
+                pos=pos,
                 unit=self._unit_at(pos),
             )
             time_ok = False
@@ -364,8 +367,9 @@ class _Checker:
                     unit=self._unit_at(pos),
                 )
                 continue
-            have = np.bincount(codes, weights=(~nan).astype(np.float64),
-                               minlength=len(self.unit_names))
+            have = np.bincount(
+                codes, weights=(~nan).astype(np.float64), minlength=len(self.unit_names)
+            )
             empty = np.flatnonzero(have == 0)
             if len(empty):
                 u = int(empty[0])

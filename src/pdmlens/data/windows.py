@@ -86,9 +86,7 @@ class WindowDataset(Dataset):
             end_rows.append(rows)
             end_unit.append(np.full(len(rows), u, dtype=np.int64))
         self.end_row = np.concatenate(end_rows) if end_rows else np.zeros(0, np.int64)
-        self.window_unit_index = (
-            np.concatenate(end_unit) if end_unit else np.zeros(0, np.int64)
-        )
+        self.window_unit_index = np.concatenate(end_unit) if end_unit else np.zeros(0, np.int64)
         self._offsets = np.arange(self.length, dtype=np.int64) - (self.length - 1)
 
     # ----------------------------------------------------------------- views
@@ -166,16 +164,16 @@ class WindowDataset(Dataset):
     def iter_batches(self, batch_size: int, idx: np.ndarray | None = None):
         """Yield (indices, x, y) in order, reusing one buffer (copy x if you keep it)."""
         idx = np.arange(len(self)) if idx is None else np.asarray(idx)
-        buf = np.empty((min(batch_size, max(len(idx), 1)), self.length, self.n_features),
-                       dtype=np.float32)
+        buf = np.empty(
+            (min(batch_size, max(len(idx), 1)), self.length, self.n_features), dtype=np.float32
+        )
         for s in range(0, len(idx), batch_size):
             part = idx[s : s + batch_size]
             x, y = self.batch(part, out=buf)
             yield part, x, y
 
 
-def cut_units(frame: pd.DataFrame, cuts: int, seed: int = 0,
-              min_rows: int = 1) -> pd.DataFrame:
+def cut_units(frame: pd.DataFrame, cuts: int, seed: int = 0, min_rows: int = 1) -> pd.DataFrame:
     """Each unit cut off ``cuts`` times at random rows (seeded), as the C-MAPSS test set
     cuts its engines: the copies are new units named ``<unit>@<rows kept>``. Scoring the
     last window of each copy (``WindowDataset(..., last_only=True)``) mirrors the test

@@ -47,9 +47,7 @@ def top_k(importance: np.ndarray | Sequence[float], k: int) -> np.ndarray:
     return np.argsort(-v, kind="stable")[:k]
 
 
-def topk_overlap(
-    a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], k: int
-) -> float:
+def topk_overlap(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float], k: int) -> float:
     """``|topk(a) & topk(b)| / k``."""
     a = np.asarray(a).reshape(-1)
     b = np.asarray(b).reshape(-1)
@@ -76,8 +74,7 @@ def aligned(
         if b.sensor_names != names:
             if sorted(b.sensor_names) != sorted(names):
                 raise ValueError(
-                    f"the two attributions explain different sensors: {names} vs "
-                    f"{b.sensor_names}"
+                    f"the two attributions explain different sensors: {names} vs {b.sensor_names}"
                 )
             vb = vb[:, [b.sensor_names.index(s) for s in names]]
     if va.shape != vb.shape:
@@ -117,9 +114,12 @@ def agreement(
     if label_a == label_b:
         label_b = f"{label_b}_2"
     imp = pd.DataFrame(
-        {label_a: ia, label_b: ib,
-         f"{label_a}_rank": rankdata(-ia, method="min").astype(int),
-         f"{label_b}_rank": rankdata(-ib, method="min").astype(int)},
+        {
+            label_a: ia,
+            label_b: ib,
+            f"{label_a}_rank": rankdata(-ia, method="min").astype(int),
+            f"{label_b}_rank": rankdata(-ib, method="min").astype(int),
+        },
         index=pd.Index(names if names is not None else range(f), name="sensor"),
     )
     out["importance"] = imp
@@ -136,7 +136,8 @@ def agreement(
         per_unit = pd.DataFrame(rows, columns=["unit", "n_samples", "spearman", "top_k_overlap"])
         out["per_unit"] = per_unit
         rho = per_unit["spearman"].to_numpy(dtype=np.float64)
-        out["unit_spearman_mean"] = float(np.nanmean(rho)) if np.isfinite(rho).any() else float(
-            "nan")
+        out["unit_spearman_mean"] = (
+            float(np.nanmean(rho)) if np.isfinite(rho).any() else float("nan")
+        )
         out["unit_top_k_overlap_mean"] = float(per_unit["top_k_overlap"].mean())
     return out

@@ -174,11 +174,16 @@ class Attribution:
         """The same attributions for the samples ``idx`` only."""
         idx = np.asarray(idx)
         return Attribution(
-            values=self.values[idx], sensor_names=list(self.sensor_names),
-            base_value=self.base_value, predictions=self.predictions[idx], model=self.model,
-            method=self.method, inputs=None if self.inputs is None else self.inputs[idx],
+            values=self.values[idx],
+            sensor_names=list(self.sensor_names),
+            base_value=self.base_value,
+            predictions=self.predictions[idx],
+            model=self.model,
+            method=self.method,
+            inputs=None if self.inputs is None else self.inputs[idx],
             feature_values=None if self.feature_values is None else self.feature_values[idx],
-            feature_names=self.feature_names, seconds=float("nan"),
+            feature_names=self.feature_names,
+            seconds=float("nan"),
             settings=dict(self.settings),
         )
 
@@ -190,21 +195,25 @@ class Attribution:
         if level == "sensor":
             v = self.per_sensor()
             f = v.shape[1]
-            return pd.DataFrame({
-                "sample": np.repeat(np.arange(n), f),
-                "sensor": np.tile(np.asarray(self.sensor_names, dtype=object), n),
-                "attribution": v.reshape(-1).astype(np.float32),
-            })
+            return pd.DataFrame(
+                {
+                    "sample": np.repeat(np.arange(n), f),
+                    "sensor": np.tile(np.asarray(self.sensor_names, dtype=object), n),
+                    "attribution": v.reshape(-1).astype(np.float32),
+                }
+            )
         if level == "time":
             if not self.has_time:
                 raise ValueError(f"the {self.model} attributions have no time axis")
             _, t, f = self.values.shape
-            return pd.DataFrame({
-                "sample": np.repeat(np.arange(n), t * f),
-                "time": np.tile(np.repeat(np.arange(t), f), n),
-                "sensor": np.tile(np.asarray(self.sensor_names, dtype=object), n * t),
-                "attribution": self.values.reshape(-1).astype(np.float32),
-            })
+            return pd.DataFrame(
+                {
+                    "sample": np.repeat(np.arange(n), t * f),
+                    "time": np.tile(np.repeat(np.arange(t), f), n),
+                    "sensor": np.tile(np.asarray(self.sensor_names, dtype=object), n * t),
+                    "attribution": self.values.reshape(-1).astype(np.float32),
+                }
+            )
         raise ValueError(f"level must be 'sensor' or 'time', got {level!r}")
 
     def summary(self) -> dict[str, float]:
@@ -257,7 +266,11 @@ def healthy_mask(
 
 
 def select_background(
-    windows: Any, size: int, kind: str = "healthy", seed: int = 0, task: str = "rul",
+    windows: Any,
+    size: int,
+    kind: str = "healthy",
+    seed: int = 0,
+    task: str = "rul",
     rul_cap: float | None = None,
 ) -> np.ndarray:
     """``size`` background windows [size, W, F] (a copy) from a WindowDataset (normally the
@@ -410,11 +423,15 @@ def expected_gradients(
             m = c * nsamples
             idx, alpha = all_idx[s : s + c], all_alpha[s : s + c]
             with torch.no_grad():
-                torch.index_select(bg, 0, torch.from_numpy(idx.reshape(-1)).to(device),
-                                   out=rows[:m])
+                torch.index_select(
+                    bg, 0, torch.from_numpy(idx.reshape(-1)).to(device), out=rows[:m]
+                )
                 d = delta[:m]
-                torch.sub(xt[s : s + c].unsqueeze(1), rows[:m].view(c, nsamples, t, f),
-                          out=d.view(c, nsamples, t, f))
+                torch.sub(
+                    xt[s : s + c].unsqueeze(1),
+                    rows[:m].view(c, nsamples, t, f),
+                    out=d.view(c, nsamples, t, f),
+                )
                 a = torch.from_numpy(alpha.reshape(-1, 1, 1)).to(device)
                 torch.addcmul(rows[:m], a, d, out=points[:m])
             inp = points[:m].detach().requires_grad_(True)
@@ -507,21 +524,36 @@ def explain_lstm(
             base = float(_forward(net, bgt, max(batch_size * nsamples, 1)).mean())
             pred = _forward(net, xt, max(batch_size * nsamples, 1))
             t0 = time.perf_counter()
-            values = fn(net, xt, bgt, nsamples=nsamples, batch_size=batch_size, seed=seed,
-                        callback=callback)
+            values = fn(
+                net, xt, bgt, nsamples=nsamples, batch_size=batch_size, seed=seed, callback=callback
+            )
             seconds = time.perf_counter() - t0
         finally:
             net.train(was_training)
     attr = Attribution(
-        values=values, sensor_names=names, base_value=base, predictions=pred, model="lstm",
+        values=values,
+        sensor_names=names,
+        base_value=base,
+        predictions=pred,
+        model="lstm",
         method="expected_gradients" if method == "eg" else "shap.GradientExplainer",
-        inputs=xt[:, -1, :].cpu().numpy().copy(), seconds=seconds,
-        settings={"nsamples": nsamples, "background": int(bgt.shape[0]),
-                  "batch_size": batch_size, "seed": seed, "device": str(device),
-                  "num_threads": num_threads or torch.get_num_threads()},
+        inputs=xt[:, -1, :].cpu().numpy().copy(),
+        seconds=seconds,
+        settings={
+            "nsamples": nsamples,
+            "background": int(bgt.shape[0]),
+            "batch_size": batch_size,
+            "seed": seed,
+            "device": str(device),
+            "num_threads": num_threads or torch.get_num_threads(),
+        },
     )
-    log.info("LSTM attributions: %d windows, %.1f ms/window, completeness gap %.3f",
-             attr.n_samples, attr.ms_per_sample, attr.completeness_gap)
+    log.info(
+        "LSTM attributions: %d windows, %.1f ms/window, completeness gap %.3f",
+        attr.n_samples,
+        attr.ms_per_sample,
+        attr.completeness_gap,
+    )
     return attr
 
 
@@ -582,7 +614,9 @@ def tree_shap(
         if background is None:
             raise ValueError("interventional TreeExplainer needs background features")
         explainer = shap.TreeExplainer(
-            model, data=np.asarray(background), feature_perturbation="interventional",
+            model,
+            data=np.asarray(background),
+            feature_perturbation="interventional",
             model_output="probability" if is_clf else "raw",
         )
     else:
@@ -601,15 +635,30 @@ def tree_shap(
     seconds = time.perf_counter() - t0
     folded, sensors = fold_to_sensors(raw, list(feature_names))
     attr = Attribution(
-        values=folded, sensor_names=sensors, base_value=base_value, predictions=pred,
-        model="forest", method=f"shap.TreeExplainer({perturbation})",
-        feature_values=raw, feature_names=[str(c) for c in feature_names], seconds=seconds,
-        settings={"perturbation": perturbation, "setup_seconds": setup,
-                  "n_features": len(feature_names), "batch_size": batch_size,
-                  "n_trees": len(getattr(model, "estimators_", []))},
+        values=folded,
+        sensor_names=sensors,
+        base_value=base_value,
+        predictions=pred,
+        model="forest",
+        method=f"shap.TreeExplainer({perturbation})",
+        feature_values=raw,
+        feature_names=[str(c) for c in feature_names],
+        seconds=seconds,
+        settings={
+            "perturbation": perturbation,
+            "setup_seconds": setup,
+            "n_features": len(feature_names),
+            "batch_size": batch_size,
+            "n_trees": len(getattr(model, "estimators_", [])),
+        },
     )
-    log.info("forest attributions: %d rows, %.2f ms/row (+%.1f s setup), completeness %.2g",
-             n, attr.ms_per_sample, setup, attr.completeness_gap)
+    log.info(
+        "forest attributions: %d rows, %.2f ms/row (+%.1f s setup), completeness %.2g",
+        n,
+        attr.ms_per_sample,
+        setup,
+        attr.completeness_gap,
+    )
     return attr
 
 
@@ -638,8 +687,15 @@ def explain_forest(
     bg = None
     if perturbation == "interventional" and background is not None:
         bg = np.asarray(forest.transform(np.asarray(background, dtype=np.float32)))
-    attr = tree_shap(model, feats, list(forest.feature_names_), perturbation=perturbation,
-                     background=bg, batch_size=batch_size, callback=callback)
+    attr = tree_shap(
+        model,
+        feats,
+        list(forest.feature_names_),
+        perturbation=perturbation,
+        background=bg,
+        batch_size=batch_size,
+        callback=callback,
+    )
     names = getattr(forest, "feature_names_in_", None)
     if names is not None and [str(s) for s in names] != attr.sensor_names:
         # Keep the estimator's sensor order (fold_to_sensors orders by first appearance).

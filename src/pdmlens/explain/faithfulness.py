@@ -77,8 +77,11 @@ class DeletionResult:
         return float(self.top[k]) / r if r > 0 else float("nan")
 
     def summary(self, prefix: str = "", k_true: int | None = None) -> dict[str, float]:
-        out = {f"{prefix}deletion_area": self.area, f"{prefix}deletion_area_rel": self.area_rel,
-               f"{prefix}deletion_full_move": self.full_move}
+        out = {
+            f"{prefix}deletion_area": self.area,
+            f"{prefix}deletion_area_rel": self.area_rel,
+            f"{prefix}deletion_full_move": self.full_move,
+        }
         if k_true is not None and 0 < k_true <= self.k_max:
             out[f"{prefix}deletion_ratio_at_{k_true}"] = self.ratio(k_true)
         return out
@@ -118,6 +121,7 @@ def model_predictor(model: Any, batch_size: int = 1024) -> Predict:
         return predict_net
     forest = getattr(model, "model_", None)
     if forest is not None and hasattr(model, "transform"):
+
         def predict_forest(x: np.ndarray) -> np.ndarray:
             return _tree_output(forest, np.asarray(model.transform(x)))[0]
 
@@ -200,15 +204,18 @@ def deletion_curve(
                 top_sum[1:] += move
             else:
                 rand_sum[o - 1, 1:] += move
-        log.info("deletion curves: %d/%d samples (%.1f s)", a + c, n,
-                 time.perf_counter() - t0)
+        log.info("deletion curves: %d/%d samples (%.1f s)", a + c, n, time.perf_counter() - t0)
         if callback is not None:
             callback(a + c, n)
     denom = max(n, 1)
     rand = rand_sum / denom
     return DeletionResult(
-        k=np.arange(k_max + 1), top=top_sum / denom, random=rand.mean(axis=0),
-        random_std=rand.std(axis=0), full_move=full_sum / denom, n_random=n_random,
+        k=np.arange(k_max + 1),
+        top=top_sum / denom,
+        random=rand.mean(axis=0),
+        random_std=rand.std(axis=0),
+        full_move=full_sum / denom,
+        n_random=n_random,
     )
 
 
@@ -225,6 +232,14 @@ def deletion_for(
 ) -> DeletionResult:
     """:func:`deletion_curve` of a model (see :func:`model_predictor`) ranked by its own
     attributions ``attr`` on the same windows ``x``, baseline from ``background``."""
-    return deletion_curve(model_predictor(model), x, attr, baseline_from(background),
-                          k_max=k_max, n_random=n_random, seed=seed, batch_size=batch_size,
-                          callback=callback)
+    return deletion_curve(
+        model_predictor(model),
+        x,
+        attr,
+        baseline_from(background),
+        k_max=k_max,
+        n_random=n_random,
+        seed=seed,
+        batch_size=batch_size,
+        callback=callback,
+    )

@@ -144,18 +144,21 @@ class GateTrace:
 
     def contiguous(self) -> GateTrace:
         """A copy whose arrays are C-contiguous [N, T, H] and own their memory."""
-        layers = [{k: np.array(layer[k], dtype=np.float32, order="C", copy=True) for k in KEYS}
-                  for layer in self.layers]
-        return GateTrace(layers, self.num_layers, self.hidden_size, self.max_abs_error,
-                         dict(self.meta))
+        layers = [
+            {k: np.array(layer[k], dtype=np.float32, order="C", copy=True) for k in KEYS}
+            for layer in self.layers
+        ]
+        return GateTrace(
+            layers, self.num_layers, self.hidden_size, self.max_abs_error, dict(self.meta)
+        )
 
     def subset(self, samples: Sequence[int] | slice | np.ndarray) -> GateTrace:
         """The trace of some samples only (a copy, C-contiguous)."""
         idx = samples if isinstance(samples, slice) else np.asarray(samples, dtype=np.int64)
-        layers = [{k: np.ascontiguousarray(layer[k][idx]) for k in KEYS}
-                  for layer in self.layers]
-        return GateTrace(layers, self.num_layers, self.hidden_size, self.max_abs_error,
-                         dict(self.meta))
+        layers = [{k: np.ascontiguousarray(layer[k][idx]) for k in KEYS} for layer in self.layers]
+        return GateTrace(
+            layers, self.num_layers, self.hidden_size, self.max_abs_error, dict(self.meta)
+        )
 
     # ---- files
     def save(self, path: str | Path, compress: bool = False) -> Path:
@@ -189,8 +192,10 @@ class GateTrace:
                 raise ValueError(f"{path}: not a gate trace file (no meta/format={_FORMAT})")
             version = int(data["meta/version"])
             if version > _VERSION:
-                raise ValueError(f"{path}: gate trace format version {version} is newer than "
-                                 f"this pdmlens reads ({_VERSION})")
+                raise ValueError(
+                    f"{path}: gate trace format version {version} is newer than "
+                    f"this pdmlens reads ({_VERSION})"
+                )
             n_layers = int(data["meta/num_layers"])
             hidden = int(data["meta/hidden_size"])
             layers = []
@@ -223,8 +228,12 @@ class GateTrace:
         t_idx = _index(times, t_len)
         u_idx = _index(units, h_len)
         l_idx = list(range(self.num_layers)) if layers is None else [int(v) for v in layers]
-        checks = (("sample_ids", s_idx, n), ("times", t_idx, t_len), ("units", u_idx, h_len),
-                  ("layers", np.asarray(l_idx, dtype=np.int64), self.num_layers))
+        checks = (
+            ("sample_ids", s_idx, n),
+            ("times", t_idx, t_len),
+            ("units", u_idx, h_len),
+            ("layers", np.asarray(l_idx, dtype=np.int64), self.num_layers),
+        )
         for name, idx, size in checks:
             if idx.size and (idx.min() < -size or idx.max() >= size):
                 raise IndexError(f"{name} out of range 0..{size - 1}")
@@ -270,8 +279,12 @@ def _trace_from_block(block: np.ndarray, hidden: int, error: float) -> GateTrace
     layers = []
     for li in range(block.shape[0]):
         lay = block[li]
-        layers.append({k: lay[:, :, j * hidden:(j + 1) * hidden].transpose(1, 0, 2)
-                       for j, k in enumerate(KEYS)})
+        layers.append(
+            {
+                k: lay[:, :, j * hidden : (j + 1) * hidden].transpose(1, 0, 2)
+                for j, k in enumerate(KEYS)
+            }
+        )
     return GateTrace(layers, block.shape[0], hidden, error)
 
 
@@ -388,11 +401,15 @@ def _validate(lstm: nn.Module) -> None:
     if not isinstance(lstm, nn.LSTM):
         raise TypeError(f"expected a torch.nn.LSTM, got {type(lstm).__name__}")
     if lstm.bidirectional:
-        raise ValueError("bidirectional LSTMs are not supported: gate traces assume one "
-                         "direction (build the model with bidirectional=False)")
+        raise ValueError(
+            "bidirectional LSTMs are not supported: gate traces assume one "
+            "direction (build the model with bidirectional=False)"
+        )
     if getattr(lstm, "proj_size", 0):
-        raise ValueError(f"LSTMs with projections (proj_size={lstm.proj_size}) are not "
-                         "supported: h would not equal o * tanh(c)")
+        raise ValueError(
+            f"LSTMs with projections (proj_size={lstm.proj_size}) are not "
+            "supported: h would not equal o * tanh(c)"
+        )
     dtype = lstm.weight_ih_l0.dtype
     if dtype != torch.float32:
         raise TypeError(f"gate traces need a float32 LSTM, this one is {dtype}")
@@ -415,13 +432,21 @@ def _net(lstm: nn.LSTM) -> _Net:
         # tanh(z) = 2 sigmoid(2z) - 1: doubling is exact in floating point, so the g block
         # can share one sigmoid with i, f, o (Sleef's tanh costs ~4x a sigmoid here)
         two = torch.ones(4 * hidden, dtype=wi.dtype, device=wi.device)
-        two[2 * hidden:3 * hidden] = 2.0
+        two[2 * hidden : 3 * hidden] = 2.0
         loop_w_ih.append((wi * two[:, None]).t().contiguous())
-        loop_w_hh.append(torch.cat([wh * two[:, None], (b * two)[:, None]], dim=1).t()
-                         .contiguous())
+        loop_w_hh.append(torch.cat([wh * two[:, None], (b * two)[:, None]], dim=1).t().contiguous())
         loop_bias.append(b * two)
-    return _Net(w_cat, bias, loop_w_ih, loop_w_hh, loop_bias,
-                int(lstm.num_layers), hidden, int(lstm.input_size), lstm.weight_ih_l0.device)
+    return _Net(
+        w_cat,
+        bias,
+        loop_w_ih,
+        loop_w_hh,
+        loop_bias,
+        int(lstm.num_layers),
+        hidden,
+        int(lstm.input_size),
+        lstm.weight_ih_l0.device,
+    )
 
 
 def _as_input(x: Any, net: _Net) -> torch.Tensor | np.ndarray:
@@ -450,14 +475,16 @@ def _as_hx(hx: HX, net: _Net, n: int) -> tuple[torch.Tensor, torch.Tensor] | Non
     for name, v in zip(("h0", "c0"), hx, strict=True):
         t = torch.as_tensor(v.detach() if isinstance(v, torch.Tensor) else np.asarray(v))
         if tuple(t.shape) != want:
-            raise ValueError(f"{name} must have shape (num_layers, N, hidden) = {want}, "
-                             f"got {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must have shape (num_layers, N, hidden) = {want}, got {tuple(t.shape)}"
+            )
         out.append(t.to(device=net.device, dtype=torch.float32))
     return out[0], out[1]
 
 
-def _chunk_to_device(x: torch.Tensor | np.ndarray, rows: slice, device: torch.device
-                     ) -> torch.Tensor:
+def _chunk_to_device(
+    x: torch.Tensor | np.ndarray, rows: slice, device: torch.device
+) -> torch.Tensor:
     part = x[rows]
     if isinstance(part, np.ndarray):
         part = torch.from_numpy(np.asarray(part, dtype=np.float32))
@@ -465,8 +492,13 @@ def _chunk_to_device(x: torch.Tensor | np.ndarray, rows: slice, device: torch.de
 
 
 # --------------------------------------------------------------------------- kernels
-def _loop_chunk(net: _Net, xc: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
-                block: torch.Tensor) -> None:
+def _loop_chunk(
+    net: _Net,
+    xc: torch.Tensor,
+    h0: torch.Tensor | None,
+    c0: torch.Tensor | None,
+    block: torch.Tensor,
+) -> None:
     """Fill ``block [L, T, n, 6H + PAD]`` (rows of each step contiguous) by a time loop.
 
     Step by step, and within a step layer by layer, so that layer l+1 reads the h that layer
@@ -484,30 +516,30 @@ def _loop_chunk(net: _Net, xc: torch.Tensor, h0: torch.Tensor | None, c0: torch.
         for li in range(net.num_layers):
             lay = block[li]
             s = lay[t]
-            pre = s[:, :4 * hd]
-            inp = xc[:, t] if li == 0 else block[li - 1, t, :, 5 * hd:6 * hd]
+            pre = s[:, : 4 * hd]
+            inp = xc[:, t] if li == 0 else block[li - 1, t, :, 5 * hd : 6 * hd]
             if t:
                 torch.mm(inp, net.loop_w_ih[li], out=pre)
-                pre.addmm_(lay[t - 1, :, 5 * hd:6 * hd + 1], net.loop_w_hh[li])
+                pre.addmm_(lay[t - 1, :, 5 * hd : 6 * hd + 1], net.loop_w_hh[li])
             else:
                 torch.addmm(net.loop_bias[li], inp, net.loop_w_ih[li], out=pre)
                 if h0 is not None:
                     pre.addmm_(h0[li], net.loop_w_hh[li][:hd])
             pre.sigmoid_()
-            g = s[:, 2 * hd:3 * hd]
+            g = s[:, 2 * hd : 3 * hd]
             torch.add(minus_one, g, alpha=2.0, out=g)
-            c = s[:, 4 * hd:5 * hd]
-            c_prev = lay[t - 1, :, 4 * hd:5 * hd] if t else (None if c0 is None else c0[li])
+            c = s[:, 4 * hd : 5 * hd]
+            c_prev = lay[t - 1, :, 4 * hd : 5 * hd] if t else (None if c0 is None else c0[li])
             if c_prev is None:
                 torch.mul(s[:, :hd], g, out=c)
             else:
-                torch.mul(s[:, hd:2 * hd], c_prev, out=c)
+                torch.mul(s[:, hd : 2 * hd], c_prev, out=c)
                 c.addcmul_(s[:, :hd], g)
-            h = s[:, 5 * hd:6 * hd]
+            h = s[:, 5 * hd : 6 * hd]
             torch.mul(c, 2.0, out=h)
             h.sigmoid_()
             torch.add(minus_one, h, alpha=2.0, out=h)
-            h.mul_(s[:, 3 * hd:4 * hd])
+            h.mul_(s[:, 3 * hd : 4 * hd])
 
 
 class _Recompute:
@@ -527,8 +559,13 @@ class _Recompute:
             self._ws[key] = cur
         return cur[:numel].view(shape)
 
-    def __call__(self, xc: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
-                 block: torch.Tensor) -> float:
+    def __call__(
+        self,
+        xc: torch.Tensor,
+        h0: torch.Tensor | None,
+        c0: torch.Tensor | None,
+        block: torch.Tensor,
+    ) -> float:
         """Fill ``block``; return max |o * tanh(c) - h| over the chunk."""
         net, hd = self.net, self.net.hidden
         n, steps, _ = xc.shape
@@ -537,10 +574,11 @@ class _Recompute:
         for li in range(net.num_layers):
             lay = block[li]
             f_in = inp.shape[2]
-            state = None if h0 is None else (h0[li:li + 1].contiguous(),
-                                             c0[li:li + 1].contiguous())
+            state = (
+                None if h0 is None else (h0[li : li + 1].contiguous(), c0[li : li + 1].contiguous())
+            )
             out, _ = self.layers[li](inp, state)  # [n, T, H], nn.LSTM's own h
-            lay[:, :, 5 * hd:6 * hd].copy_(out.transpose(0, 1))
+            lay[:, :, 5 * hd : 6 * hd].copy_(out.transpose(0, 1))
             # [x_t, h_{t-1}] time-major, then one matmul for every pre-gate of the chunk
             xh = self._buf("xh", (steps, n, f_in + hd))
             xh[:, :, :f_in].copy_(inp.transpose(0, 1))
@@ -550,23 +588,27 @@ class _Recompute:
             else:
                 xh[0, :, f_in:].copy_(h0[li])
             pre = self._buf("pre", (steps, n, 4 * hd))
-            torch.addmm(net.bias[li], xh.view(steps * n, f_in + hd), net.w_cat_t[li],
-                        out=pre.view(steps * n, 4 * hd))
-            torch.sigmoid(pre[:, :, :2 * hd], out=lay[:, :, :2 * hd])
-            torch.tanh(pre[:, :, 2 * hd:3 * hd], out=lay[:, :, 2 * hd:3 * hd])
-            torch.sigmoid(pre[:, :, 3 * hd:], out=lay[:, :, 3 * hd:4 * hd])
+            torch.addmm(
+                net.bias[li],
+                xh.view(steps * n, f_in + hd),
+                net.w_cat_t[li],
+                out=pre.view(steps * n, 4 * hd),
+            )
+            torch.sigmoid(pre[:, :, : 2 * hd], out=lay[:, :, : 2 * hd])
+            torch.tanh(pre[:, :, 2 * hd : 3 * hd], out=lay[:, :, 2 * hd : 3 * hd])
+            torch.sigmoid(pre[:, :, 3 * hd :], out=lay[:, :, 3 * hd : 4 * hd])
             tmp = self._buf("tmp", (n, hd))
             for t in range(steps):
                 s = lay[t]
-                c = s[:, 4 * hd:5 * hd]
-                c_prev = lay[t - 1, :, 4 * hd:5 * hd] if t else (None if c0 is None else c0[li])
+                c = s[:, 4 * hd : 5 * hd]
+                c_prev = lay[t - 1, :, 4 * hd : 5 * hd] if t else (None if c0 is None else c0[li])
                 if c_prev is None:
-                    torch.mul(s[:, :hd], s[:, 2 * hd:3 * hd], out=c)
+                    torch.mul(s[:, :hd], s[:, 2 * hd : 3 * hd], out=c)
                 else:
-                    torch.mul(s[:, hd:2 * hd], c_prev, out=c)
-                    c.addcmul_(s[:, :hd], s[:, 2 * hd:3 * hd])
+                    torch.mul(s[:, hd : 2 * hd], c_prev, out=c)
+                    c.addcmul_(s[:, :hd], s[:, 2 * hd : 3 * hd])
                 torch.tanh(c, out=tmp)
-                tmp.mul_(s[:, 3 * hd:4 * hd]).sub_(s[:, 5 * hd:6 * hd]).abs_()
+                tmp.mul_(s[:, 3 * hd : 4 * hd]).sub_(s[:, 5 * hd : 6 * hd]).abs_()
                 # NaN on both sides (a NaN window) agrees; nn.LSTM's h is the reference
                 torch.maximum(err, tmp.nan_to_num_(nan=0.0).max(), out=err)
             inp = out
@@ -577,8 +619,7 @@ def _single_layer(lstm: nn.LSTM, li: int) -> nn.LSTM:
     """A one-layer nn.LSTM sharing layer ``li``'s weights (built on the meta device, so the
     global random generator is not touched)."""
     f_in = lstm.input_size if li == 0 else lstm.hidden_size
-    layer = nn.LSTM(f_in, lstm.hidden_size, 1, bias=lstm.bias, batch_first=True,
-                    device="meta")
+    layer = nn.LSTM(f_in, lstm.hidden_size, 1, bias=lstm.bias, batch_first=True, device="meta")
     layer = layer.to_empty(device=lstm.weight_ih_l0.device)
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
@@ -611,8 +652,14 @@ def _check_rows(n: int, k: int) -> torch.Tensor:
     return torch.linspace(0, n - 1, k).round().long().unique()
 
 
-def _check_chunk(lstm: nn.LSTM, xc: torch.Tensor, h0: torch.Tensor | None,
-                 c0: torch.Tensor | None, block: torch.Tensor, k: int) -> float:
+def _check_chunk(
+    lstm: nn.LSTM,
+    xc: torch.Tensor,
+    h0: torch.Tensor | None,
+    c0: torch.Tensor | None,
+    block: torch.Tensor,
+    k: int,
+) -> float:
     """Run nn.LSTM on ``k`` of the chunk's windows (all when ``k`` >= chunk); max |difference|
     to the trace (last layer's h at every step, h_n and c_n of every layer)."""
     hd = int(lstm.hidden_size)
@@ -621,8 +668,10 @@ def _check_chunk(lstm: nn.LSTM, xc: torch.Tensor, h0: torch.Tensor | None,
     xk = xc if idx is None else xc.index_select(0, idx)
     state = None
     if h0 is not None and c0 is not None:
-        state = ((h0 if idx is None else h0.index_select(1, idx)).contiguous(),
-                 (c0 if idx is None else c0.index_select(1, idx)).contiguous())
+        state = (
+            (h0 if idx is None else h0.index_select(1, idx)).contiguous(),
+            (c0 if idx is None else c0.index_select(1, idx)).contiguous(),
+        )
     was_training = lstm.training
     lstm.eval()  # dropout between layers is a training-time thing
     try:
@@ -634,9 +683,9 @@ def _check_chunk(lstm: nn.LSTM, xc: torch.Tensor, h0: torch.Tensor | None,
     finally:
         lstm.train(was_training)
     sub = block if idx is None else block.index_select(2, idx)
-    err = _max_abs_diff(sub[-1, :, :, 5 * hd:6 * hd], out.transpose(0, 1))
-    err = max(err, _max_abs_diff(sub[:, -1, :, 5 * hd:6 * hd], h_n))
-    return max(err, _max_abs_diff(sub[:, -1, :, 4 * hd:5 * hd], c_n))
+    err = _max_abs_diff(sub[-1, :, :, 5 * hd : 6 * hd], out.transpose(0, 1))
+    err = max(err, _max_abs_diff(sub[:, -1, :, 5 * hd : 6 * hd], h_n))
+    return max(err, _max_abs_diff(sub[:, -1, :, 4 * hd : 5 * hd], c_n))
 
 
 # --------------------------------------------------------------------------- workers
@@ -693,8 +742,9 @@ class _Workers:
             default = torch.get_num_threads()
             ready = threading.Barrier(k - self._size + 1)
             for _ in range(k - self._size):
-                threading.Thread(target=self._serve, args=(ready,), daemon=True,
-                                 name="pdmlens-gates").start()
+                threading.Thread(
+                    target=self._serve, args=(ready,), daemon=True, name="pdmlens-gates"
+                ).start()
             ready.wait()
             torch.set_num_threads(default)
             self._size = k
@@ -736,9 +786,18 @@ class _Runner:
     """Computes one chunk after another into either a given host block (CPU) or a device
     workspace that is then copied to the host."""
 
-    def __init__(self, lstm: nn.LSTM, x: Any, hx: HX, method: Method, check: Check,
-                 tol: float, check_samples: int, threads: int | None = None,
-                 tile: int = DEFAULT_TILE) -> None:
+    def __init__(
+        self,
+        lstm: nn.LSTM,
+        x: Any,
+        hx: HX,
+        method: Method,
+        check: Check,
+        tol: float,
+        check_samples: int,
+        threads: int | None = None,
+        tile: int = DEFAULT_TILE,
+    ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         if check not in (True, False, "full"):
@@ -785,8 +844,12 @@ class _Runner:
             if self.check:
                 check()
         else:
-            _WORKERS.run([self._tiles_task(xc, h0, c0, block, tiles[w::workers], errors)
-                          for w in range(workers)])
+            _WORKERS.run(
+                [
+                    self._tiles_task(xc, h0, c0, block, tiles[w::workers], errors)
+                    for w in range(workers)
+                ]
+            )
             if self.check:  # single-threaded like the tiles: no barriers on a busy CPU
                 _WORKERS.run([check])
         err = max(errors)
@@ -797,9 +860,15 @@ class _Runner:
             )
         return err
 
-    def _tiles_task(self, xc: torch.Tensor, h0: torch.Tensor | None, c0: torch.Tensor | None,
-                    block: torch.Tensor, tiles: list[slice], errors: list[float]
-                    ) -> Callable[[], None]:
+    def _tiles_task(
+        self,
+        xc: torch.Tensor,
+        h0: torch.Tensor | None,
+        c0: torch.Tensor | None,
+        block: torch.Tensor,
+        tiles: list[slice],
+        errors: list[float],
+    ) -> Callable[[], None]:
         def task() -> None:
             for tl in tiles:
                 args = (xc[tl], _rows(h0, tl), _rows(c0, tl), block[:, :, tl])
@@ -807,6 +876,7 @@ class _Runner:
                     errors.append(self.recompute(*args))  # list.append is atomic
                 else:
                     _loop_chunk(self.net, *args)
+
         return task
 
 
@@ -850,20 +920,31 @@ def extract_gates(
     slices = _chunks(run.n, chunk_size)
     host = _host_block(net.num_layers, run.steps, run.n, net.hidden)
     host_t = torch.from_numpy(host)
-    dev_ws = None if run.on_cpu else torch.empty(
-        (net.num_layers, run.steps, min(chunk_size, run.n), _row(net.hidden)),
-        dtype=torch.float32, device=net.device)
+    dev_ws = (
+        None
+        if run.on_cpu
+        else torch.empty(
+            (net.num_layers, run.steps, min(chunk_size, run.n), _row(net.hidden)),
+            dtype=torch.float32,
+            device=net.device,
+        )
+    )
     err = 0.0
     with torch.inference_mode():
         for ci, rows in enumerate(slices):
             if dev_ws is None:
                 err = max(err, run.chunk(rows, host_t[:, :, rows]))
             else:
-                ws = dev_ws[:, :, :rows.stop - rows.start]
+                ws = dev_ws[:, :, : rows.stop - rows.start]
                 err = max(err, run.chunk(rows, ws))
                 host_t[:, :, rows].copy_(ws)
-            log.debug("gates: chunk %d/%d (samples %d..%d)", ci + 1, len(slices),
-                      rows.start, rows.stop - 1)
+            log.debug(
+                "gates: chunk %d/%d (samples %d..%d)",
+                ci + 1,
+                len(slices),
+                rows.start,
+                rows.stop - 1,
+            )
             if progress is not None:
                 progress(rows.stop, run.n)
     trace = _trace_from_block(host, net.hidden, err)
@@ -898,9 +979,15 @@ def iter_gate_chunks(
     slices = _chunks(run.n, chunk_size)
     host = _host_block(net.num_layers, run.steps, size, net.hidden)
     host_t = torch.from_numpy(host)
-    dev_ws = None if run.on_cpu else torch.empty(
-        (net.num_layers, run.steps, size, _row(net.hidden)), dtype=torch.float32,
-        device=net.device)
+    dev_ws = (
+        None
+        if run.on_cpu
+        else torch.empty(
+            (net.num_layers, run.steps, size, _row(net.hidden)),
+            dtype=torch.float32,
+            device=net.device,
+        )
+    )
     for rows in slices:
         m = rows.stop - rows.start
         with torch.inference_mode():
@@ -958,16 +1045,28 @@ def gate_summaries(
     mean: list[dict[str, np.ndarray]] | None = None
     err = 0.0
     n_total = None
-    for rows, trace in iter_gate_chunks(lstm, x, hx, chunk_size, method=method, check=check,
-                                        tol=tol, check_samples=check_samples, threads=threads,
-                                        tile=tile):
+    for rows, trace in iter_gate_chunks(
+        lstm,
+        x,
+        hx,
+        chunk_size,
+        method=method,
+        check=check,
+        tol=tol,
+        check_samples=check_samples,
+        threads=threads,
+        tile=tile,
+    ):
         if last is None or mean is None:
             n_total = len(x)
             shape = (n_total, trace.hidden_size)
-            last = [{k: np.empty(shape, np.float32) for k in ("c", "h")}
-                    for _ in range(trace.num_layers)]
-            mean = [{k: np.empty(shape, np.float32) for k in GATES}
-                    for _ in range(trace.num_layers)]
+            last = [
+                {k: np.empty(shape, np.float32) for k in ("c", "h")}
+                for _ in range(trace.num_layers)
+            ]
+            mean = [
+                {k: np.empty(shape, np.float32) for k in GATES} for _ in range(trace.num_layers)
+            ]
         for li, layer in enumerate(trace.layers):
             for k in ("c", "h"):
                 last[li][k][rows] = layer[k][:, -1]
@@ -979,5 +1078,4 @@ def gate_summaries(
         if progress is not None and n_total is not None:
             progress(rows.stop, n_total)
     assert last is not None and mean is not None  # x is not empty (checked by the runner)
-    return GateSummary(last, mean, counter.frame(), err, len(last),
-                       int(last[0]["h"].shape[1]))
+    return GateSummary(last, mean, counter.frame(), err, len(last), int(last[0]["h"].shape[1]))

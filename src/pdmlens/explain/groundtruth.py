@@ -81,8 +81,11 @@ def truth_mask(
         row[idx] = True
         table[str(mode)] = row
     empty = np.zeros(len(sensor_names), dtype=bool)
-    return np.stack([table.get(str(m), empty) for m in modes]) if len(modes) else np.zeros(
-        (0, len(sensor_names)), dtype=bool)
+    return (
+        np.stack([table.get(str(m), empty) for m in modes])
+        if len(modes)
+        else np.zeros((0, len(sensor_names)), dtype=bool)
+    )
 
 
 def unit_precision(
@@ -121,8 +124,7 @@ def unit_precision(
     ok = k_row > 0
     skipped = {str(m) for m in modes[sel[~ok]]}
     if skipped:
-        log.warning("fault modes %s drive none of the model's sensors: not scored",
-                    sorted(skipped))
+        log.warning("fault modes %s drive none of the model's sensors: not scored", sorted(skipped))
     sel, truth = sel[ok], truth[ok]
     p_sample = precision_at_k(per[sel], truth)
     rows = []
@@ -134,14 +136,29 @@ def unit_precision(
         t = truth[np.flatnonzero(m)[0]]
         k = int(t.sum())
         top = np.argsort(-pooled, kind="stable")[:k]
-        rows.append({
-            "unit": u, "fault_mode": str(fault_modes[u]), "k": k, "n_samples": int(m.sum()),
-            "precision_sample": float(p_sample[m].mean()),
-            "precision_unit": float(precision_at_k(pooled, t)[0]),
-            "top_sensors": [names[j] for j in top],
-        })
-    return pd.DataFrame(rows, columns=["unit", "fault_mode", "k", "n_samples",
-                                       "precision_sample", "precision_unit", "top_sensors"])
+        rows.append(
+            {
+                "unit": u,
+                "fault_mode": str(fault_modes[u]),
+                "k": k,
+                "n_samples": int(m.sum()),
+                "precision_sample": float(p_sample[m].mean()),
+                "precision_unit": float(precision_at_k(pooled, t)[0]),
+                "top_sensors": [names[j] for j in top],
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "unit",
+            "fault_mode",
+            "k",
+            "n_samples",
+            "precision_sample",
+            "precision_unit",
+            "top_sensors",
+        ],
+    )
 
 
 def groundtruth_precision(
@@ -159,8 +176,7 @@ def groundtruth_precision(
     precision_sample (mean over the mode's selected windows), precision_unit (mean over its
     units of the pooled ranking's precision). See the module docstring for the selection.
     """
-    per_unit = unit_precision(attr, units, fault_modes, fault_sensors, sensor_names, rul,
-                              rul_max)
+    per_unit = unit_precision(attr, units, fault_modes, fault_sensors, sensor_names, rul, rul_max)
     cols = ["fault_mode", "k", "n_units", "n_samples", "precision_sample", "precision_unit"]
     if per_unit.empty:
         return pd.DataFrame(columns=cols)
@@ -170,8 +186,10 @@ def groundtruth_precision(
         ks = g["k"].unique()
         w = g["n_samples"].to_numpy(dtype=np.float64)
         return {
-            "fault_mode": name, "k": float(ks[0]) if len(ks) == 1 else float("nan"),
-            "n_units": len(g), "n_samples": int(w.sum()),
+            "fault_mode": name,
+            "k": float(ks[0]) if len(ks) == 1 else float("nan"),
+            "n_units": len(g),
+            "n_samples": int(w.sum()),
             "precision_sample": float(np.average(g["precision_sample"], weights=w)),
             "precision_unit": float(g["precision_unit"].mean()),
         }

@@ -64,14 +64,17 @@ class SaturationCounter:
     def update(self, trace: GateTrace) -> SaturationCounter:
         """Add every sample and step of ``trace`` (a whole trace or one chunk of it)."""
         if self._left and len(self._left) != trace.num_layers:
-            raise ValueError(f"trace has {trace.num_layers} layers, earlier ones had "
-                             f"{len(self._left)}")
+            raise ValueError(
+                f"trace has {trace.num_layers} layers, earlier ones had {len(self._left)}"
+            )
         if not self._left:
             h = trace.hidden_size
-            self._left = [{g: np.zeros(h, np.int64) for g in self.gates}
-                          for _ in range(trace.num_layers)]
-            self._right = [{g: np.zeros(h, np.int64) for g in self.gates}
-                           for _ in range(trace.num_layers)]
+            self._left = [
+                {g: np.zeros(h, np.int64) for g in self.gates} for _ in range(trace.num_layers)
+            ]
+            self._right = [
+                {g: np.zeros(h, np.int64) for g in self.gates} for _ in range(trace.num_layers)
+            ]
         for li, layer in enumerate(trace.layers):
             for g in self.gates:
                 arr = torch.from_numpy(np.asarray(layer[g]))
@@ -91,18 +94,29 @@ class SaturationCounter:
         for li, (left, right) in enumerate(zip(self._left, self._right, strict=True)):
             for g in self.gates:
                 h = left[g].shape[0]
-                parts.append(pd.DataFrame({
-                    "layer": np.full(h, li, dtype=np.int64),
-                    "gate": g,
-                    "unit": np.arange(h, dtype=np.int64),
-                    "left_saturated": left[g] / denom,
-                    "right_saturated": right[g] / denom,
-                    "n_steps": np.full(h, self._steps, dtype=np.int64),
-                }))
+                parts.append(
+                    pd.DataFrame(
+                        {
+                            "layer": np.full(h, li, dtype=np.int64),
+                            "gate": g,
+                            "unit": np.arange(h, dtype=np.int64),
+                            "left_saturated": left[g] / denom,
+                            "right_saturated": right[g] / denom,
+                            "n_steps": np.full(h, self._steps, dtype=np.int64),
+                        }
+                    )
+                )
         if not parts:
-            return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
-                COLUMNS, ("int64", "object", "int64", "float64", "float64", "int64"),
-                strict=True)})
+            return pd.DataFrame(
+                {
+                    c: pd.Series(dtype=t)
+                    for c, t in zip(
+                        COLUMNS,
+                        ("int64", "object", "int64", "float64", "float64", "int64"),
+                        strict=True,
+                    )
+                }
+            )
         return pd.concat(parts, ignore_index=True)
 
 

@@ -89,9 +89,7 @@ def window_features(
     return out, names
 
 
-def fold_to_sensors(
-    values: np.ndarray, names: Sequence[str]
-) -> tuple[np.ndarray, list[str]]:
+def fold_to_sensors(values: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Sum the columns of each sensor: values [N, F*S] (or [F*S]) named ``<sensor>__<stat>``
     -> ([N, F] (or [F]), sensors in order of first appearance)."""
     values = np.asarray(values)

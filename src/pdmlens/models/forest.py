@@ -147,7 +147,10 @@ class ForestEstimator(HorizonMixin, BaseEstimator):
         self.fit_seconds_ = time.perf_counter() - t0
         log.info(
             "forest: %d windows x %d features in %.1fs, fitted in %.1fs",
-            len(idx), x.shape[1], t1 - t0, self.fit_seconds_ - (t1 - t0),
+            len(idx),
+            x.shape[1],
+            t1 - t0,
+            self.fit_seconds_ - (t1 - t0),
         )
         self.val_metrics_: dict[str, float] = {}
         self.threshold_ = 0.5 if self.threshold is None else float(self.threshold)
@@ -157,8 +160,10 @@ class ForestEstimator(HorizonMixin, BaseEstimator):
             pred = self.predict(val)
             truth = val.window_targets
             if self.task == "rul":
-                self.val_metrics_ = {"rmse": metrics.rmse(pred, truth),
-                                     "mae": metrics.mae(pred, truth)}
+                self.val_metrics_ = {
+                    "rmse": metrics.rmse(pred, truth),
+                    "mae": metrics.mae(pred, truth),
+                }
             else:
                 if self.threshold is None:
                     self.threshold_ = metrics.best_f1_threshold(pred, truth > 0.5)

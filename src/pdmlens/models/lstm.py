@@ -257,8 +257,10 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         if self.task == "rul" and not (self.rul_cap and self.rul_cap > 0):
             raise ValueError("the rul task needs a positive rul_cap (the target's scale)")
         if self.task == "horizon" and not (self.horizon >= 1 and self.horizon_cap > 1):
-            raise ValueError("the horizon task needs horizon >= 1 and horizon_cap > 1 "
-                             f"(got {self.horizon}, {self.horizon_cap})")
+            raise ValueError(
+                "the horizon task needs horizon >= 1 and horizon_cap > 1 "
+                f"(got {self.horizon}, {self.horizon_cap})"
+            )
         if self.epochs < 1 or self.batch_size < 1 or self.hidden_size < 1:
             raise ValueError("epochs, batch_size and hidden_size must be >= 1")
         if self.average_last < 1:
@@ -272,7 +274,11 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
 
     def _new_network(self, n_features: int) -> LSTMNet:
         return LSTMNet(
-            n_features, self.hidden_size, self.num_layers, self.dropout, self._scale(),
+            n_features,
+            self.hidden_size,
+            self.num_layers,
+            self.dropout,
+            self._scale(),
             self.forget_bias,
         )
 
@@ -429,8 +435,9 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
                 on = val if val is not None and len(val) else train
                 rul = self._outputs(on, raw=True) * np.float32(self._scale())
                 self.set_horizon_scale(fit_horizon_scale(rul, on.window_targets, self.horizon))
-                self.horizon_scale_source_ = ("the scale fitted on the "
-                                              f"{'validation' if on is val else 'training'} units")
+                self.horizon_scale_source_ = (
+                    f"the scale fitted on the {'validation' if on is val else 'training'} units"
+                )
             log.info("%s", self.alarm_rule())
 
     def _scheduler(self, opt: torch.optim.Optimizer, steps: int):
@@ -490,8 +497,10 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             raise ValueError("alarm_rule is for the horizon task")
         scale_from = scale_from or getattr(self, "horizon_scale_source_", None)
         h, cut = self.horizon, self.horizon + 0.5
-        rule = (f"P(failure within {h} cycles) = sigmoid(({cut:g} - predicted RUL) / "
-                f"{self.horizon_scale_:.2f})")
+        rule = (
+            f"P(failure within {h} cycles) = sigmoid(({cut:g} - predicted RUL) / "
+            f"{self.horizon_scale_:.2f})"
+        )
         if scale_from:
             rule += f", {scale_from}"
         rule += f"; an alarm at {self.threshold_:g}"
@@ -499,8 +508,9 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             rule += f", i.e. predicted RUL <= {cut:g}"
         return rule
 
-    def _outputs(self, x: np.ndarray | torch.Tensor | WindowDataset,
-                 raw: bool = False) -> np.ndarray:
+    def _outputs(
+        self, x: np.ndarray | torch.Tensor | WindowDataset, raw: bool = False
+    ) -> np.ndarray:
         """The network's outputs [N] in the task's scale (cycles or logits), or with
         ``raw`` the head's (RUL over its cap)."""
         self._check_fitted()
@@ -619,15 +629,21 @@ def _check_rul_target(train: WindowDataset, horizon: int) -> None:
     if np.all((y == 0) | (y == 1)):
         raise ValueError(
             f"the horizon task learns from the remaining useful life: give windows whose "
-            f"target is the RUL (e.g. 'rul'), not a 0/1 label ({train.target!r})")
+            f"target is the RUL (e.g. 'rul'), not a 0/1 label ({train.target!r})"
+        )
     if not np.nanmax(y) > horizon:
         raise ValueError(
             f"the training RUL ({train.target!r}) never exceeds the horizon ({horizon}): "
-            "raise prepare.rul_cap above it")
+            "raise prepare.rul_cap above it"
+        )
 
 
-def fit_horizon_scale(rul: np.ndarray, true_rul: np.ndarray, horizon: float,
-                      bounds: tuple[float, float] = (0.05, 1000.0)) -> float:
+def fit_horizon_scale(
+    rul: np.ndarray,
+    true_rul: np.ndarray,
+    horizon: float,
+    bounds: tuple[float, float] = (0.05, 1000.0),
+) -> float:
     """The scale s (cycles) that makes sigmoid((h + 0.5 - rul) / s) the best-calibrated
     P(true RUL <= h) on these windows (least log loss): a one-parameter logistic
     regression, convex in 1/s, solved by bisection on its gradient. When the windows

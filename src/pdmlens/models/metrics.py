@@ -133,8 +133,9 @@ def classification_report(
     }
 
 
-def best_f1_threshold(prob: np.ndarray | Sequence[float], label: np.ndarray | Sequence[float],
-                      default: float = 0.5) -> float:
+def best_f1_threshold(
+    prob: np.ndarray | Sequence[float], label: np.ndarray | Sequence[float], default: float = 0.5
+) -> float:
     """The decision threshold with the highest F1 on (validation) probabilities: midway
     between the chosen probability and the next lower one, so that close calls on new data
     fall on the same side; ``default`` when there is only one class."""

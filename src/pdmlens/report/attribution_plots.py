@@ -67,8 +67,17 @@ def _dots(ax: Any, attr: Attribution, order: np.ndarray, units: str, seed: int =
         y = len(order) - 1 - row + rng.uniform(-0.3, 0.3, size=per.shape[0])
         if attr.inputs is not None:
             colour = (rankdata(attr.inputs[:, j]) - 1) / max(per.shape[0] - 1, 1)
-            sc = ax.scatter(per[:, j], y, c=colour, cmap="coolwarm", vmin=0, vmax=1, s=6,
-                            alpha=0.7, linewidths=0)
+            sc = ax.scatter(
+                per[:, j],
+                y,
+                c=colour,
+                cmap="coolwarm",
+                vmin=0,
+                vmax=1,
+                s=6,
+                alpha=0.7,
+                linewidths=0,
+            )
         else:
             ax.scatter(per[:, j], y, color="tab:gray", s=6, alpha=0.6, linewidths=0)
     ax.axvline(0.0, color="black", lw=0.8)
@@ -77,8 +86,9 @@ def _dots(ax: Any, attr: Attribution, order: np.ndarray, units: str, seed: int =
     return sc
 
 
-def importance_bar(attr: Attribution, top: int | None = 20, units: str = "cycles",
-                   title: str | None = None) -> Figure:
+def importance_bar(
+    attr: Attribution, top: int | None = 20, units: str = "cycles", title: str | None = None
+) -> Figure:
     """Bar chart of mean |attribution| per sensor (most important on top)."""
     order = _order(attr, top)
     fig = Figure(figsize=(6.5, 0.3 * len(order) + 1.5), layout="constrained")
@@ -88,8 +98,9 @@ def importance_bar(attr: Attribution, top: int | None = 20, units: str = "cycles
     return fig
 
 
-def dot_summary(attr: Attribution, top: int | None = 20, units: str = "cycles",
-                title: str | None = None) -> Figure:
+def dot_summary(
+    attr: Attribution, top: int | None = 20, units: str = "cycles", title: str | None = None
+) -> Figure:
     """Beeswarm-like dot plot: one row per sensor, a dot per sample, coloured by reading."""
     order = _order(attr, top)
     fig = Figure(figsize=(7.5, 0.3 * len(order) + 1.8), layout="constrained")
@@ -114,13 +125,19 @@ def shap_summary(attr: Attribution, top: int | None = 20, units: str = "cycles")
         cb = fig.colorbar(sc, ax=ax2, ticks=[0, 1])
         cb.ax.set_yticklabels(["low", "high"])
         cb.set_label("sensor reading (last step)")
-    fig.suptitle(f"{_label(attr.model)}: which sensors matter, and in which direction "
-                 f"({attr.n_samples} windows explained)")
+    fig.suptitle(
+        f"{_label(attr.model)}: which sensors matter, and in which direction "
+        f"({attr.n_samples} windows explained)"
+    )
     return fig
 
 
-def time_sensor_heatmap(attr: Attribution, samples: int | Sequence[int] = 0,
-                        units: str = "cycles", title: str | None = None) -> Figure:
+def time_sensor_heatmap(
+    attr: Attribution,
+    samples: int | Sequence[int] = 0,
+    units: str = "cycles",
+    title: str | None = None,
+) -> Figure:
     """Time x sensor attributions of one window (``samples`` an int) or their mean over
     several windows (a sequence, e.g. one unit's), red raising the prediction, blue
     lowering it, white no effect."""
@@ -134,21 +151,30 @@ def time_sensor_heatmap(attr: Attribution, samples: int | Sequence[int] = 0,
     t = grid.shape[1]
     fig = Figure(figsize=(9, 0.3 * grid.shape[0] + 1.8), layout="constrained")
     ax = fig.add_subplot()
-    im = ax.imshow(grid, aspect="auto", cmap="RdBu_r",
-                   norm=TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax),
-                   extent=(-t + 0.5, 0.5, grid.shape[0] - 0.5, -0.5), interpolation="nearest")
+    im = ax.imshow(
+        grid,
+        aspect="auto",
+        cmap="RdBu_r",
+        norm=TwoSlopeNorm(vcenter=0.0, vmin=-vmax, vmax=vmax),
+        extent=(-t + 0.5, 0.5, grid.shape[0] - 0.5, -0.5),
+        interpolation="nearest",
+    )
     ax.set_yticks(np.arange(grid.shape[0]), attr.sensor_names)
     ax.set_xlabel("time step (0 = the moment of the prediction)")
     cb = fig.colorbar(im, ax=ax)
     cb.set_label(f"effect on the prediction{_units(units)}")
     what = f"window {idx[0]}" if len(idx) == 1 else f"mean of {len(idx)} windows"
-    ax.set_title(title or f"When and through which sensors the {_label(attr.model)} "
-                 f"reached its prediction ({what})")
+    ax.set_title(
+        title
+        or f"When and through which sensors the {_label(attr.model)} "
+        f"reached its prediction ({what})"
+    )
     return fig
 
 
-def agreement_plot(a: Attribution, b: Attribution, k: int | None = None,
-                   result: Mapping[str, Any] | None = None) -> Figure:
+def agreement_plot(
+    a: Attribution, b: Attribution, k: int | None = None, result: Mapping[str, Any] | None = None
+) -> Figure:
     """Both models' sensor importance (each as a share of its total) side by side, and
     their ranks against each other; Spearman's rho and the top-k overlap in the title."""
     res = result if result is not None else agreement(a, b, k=k)
@@ -161,10 +187,20 @@ def agreement_plot(a: Attribution, b: Attribution, k: int | None = None,
     fig = Figure(figsize=(13, 0.3 * len(names) + 2.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2, width_ratios=[1.6, 1])
     y = np.arange(len(names))[::-1]
-    ax1.barh(y + 0.2, share_a.to_numpy()[order], height=0.4, label=_label(a.model),
-             color=COLORS.get(a.model, "tab:blue"))
-    ax1.barh(y - 0.2, share_b.to_numpy()[order], height=0.4, label=_label(b.model),
-             color=COLORS.get(b.model, "tab:orange"))
+    ax1.barh(
+        y + 0.2,
+        share_a.to_numpy()[order],
+        height=0.4,
+        label=_label(a.model),
+        color=COLORS.get(a.model, "tab:blue"),
+    )
+    ax1.barh(
+        y - 0.2,
+        share_b.to_numpy()[order],
+        height=0.4,
+        label=_label(b.model),
+        color=COLORS.get(b.model, "tab:orange"),
+    )
     ax1.set_yticks(y, names)
     ax1.set_xlabel("share of the model's total sensor importance")
     ax1.legend(loc="lower right")
@@ -178,14 +214,20 @@ def agreement_plot(a: Attribution, b: Attribution, k: int | None = None,
     ax2.set_ylabel(f"rank by the {_label(b.model)}")
     ax2.invert_xaxis()
     ax2.invert_yaxis()
-    fig.suptitle(f"Do the {_label(a.model)} and the {_label(b.model)} blame the same sensors? "
-                 f"Spearman rho = {res['spearman']:.2f}, top-{res['k']} overlap = "
-                 f"{res['top_k_overlap']:.2f}")
+    fig.suptitle(
+        f"Do the {_label(a.model)} and the {_label(b.model)} blame the same sensors? "
+        f"Spearman rho = {res['spearman']:.2f}, top-{res['k']} overlap = "
+        f"{res['top_k_overlap']:.2f}"
+    )
     return fig
 
 
-def deletion_plot(results: Mapping[str, DeletionResult], k_true: int | None = None,
-                  units: str = "cycles", baseline: str = "a healthy machine's average") -> Figure:
+def deletion_plot(
+    results: Mapping[str, DeletionResult],
+    k_true: int | None = None,
+    units: str = "cycles",
+    baseline: str = "a healthy machine's average",
+) -> Figure:
     """Deletion curves per model: removing the sensors the model blames (solid) against
     removing sensors in random order (dashed, band = spread over the random orders);
     ``baseline`` names what a removed sensor is replaced by, for the axis label."""
@@ -193,16 +235,25 @@ def deletion_plot(results: Mapping[str, DeletionResult], k_true: int | None = No
     ax = fig.add_subplot()
     for name, r in results.items():
         c = COLORS.get(name)
-        ax.plot(r.k, r.top, marker="o", color=c,
-                label=f"{_label(name)}: most important first (area {r.area:.2f})")
+        ax.plot(
+            r.k,
+            r.top,
+            marker="o",
+            color=c,
+            label=f"{_label(name)}: most important first (area {r.area:.2f})",
+        )
         ax.plot(r.k, r.random, ls="--", color=c, label=f"{_label(name)}: random order")
-        ax.fill_between(r.k, r.random - r.random_std, r.random + r.random_std, color=c,
-                        alpha=0.15, lw=0)
+        ax.fill_between(
+            r.k, r.random - r.random_std, r.random + r.random_std, color=c, alpha=0.15, lw=0
+        )
     if k_true is not None:
         ax.axvline(k_true, color="gray", lw=0.8, ls=":", label="number of true fault sensors")
     ax.set_xlabel(f"number of sensors replaced by {baseline}")
     ax.set_ylabel(f"average change of the prediction{_units(units)}")
-    ax.set_title("Are the explanations faithful? Removing the blamed sensors should move "
-                 "the prediction most", fontsize=10)
+    ax.set_title(
+        "Are the explanations faithful? Removing the blamed sensors should move "
+        "the prediction most",
+        fontsize=10,
+    )
     ax.legend(fontsize=8)
     return fig

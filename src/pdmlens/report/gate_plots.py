@@ -111,13 +111,18 @@ def plot_gate_heatmap(
                 ticks = np.unique(np.linspace(0, steps - 1, min(steps, 6)).round().astype(int))
                 ax.set_xticks(ticks)
                 ax.set_xticklabels([str(time_labels[t]) for t in ticks])
-    fig.suptitle(title or f"Inside the LSTM for window {int(sample)}: how open each unit's "
-                 "gates were at each time step", fontsize=11)
+    fig.suptitle(
+        title
+        or f"Inside the LSTM for window {int(sample)}: how open each unit's "
+        "gates were at each time step",
+        fontsize=11,
+    )
     return fig
 
 
-def plot_saturation(sat: pd.DataFrame, title: str | None = None,
-                    low: float = 0.1, high: float = 0.9) -> Figure:
+def plot_saturation(
+    sat: pd.DataFrame, title: str | None = None, low: float = 0.1, high: float = 0.9
+) -> Figure:
     """Karpathy-style saturation map from :func:`pdmlens.explain.saturation.saturation`:
     a panel per layer, a dot per unit and gate (x: share of steps fully open, y: share of
     steps fully closed). ``low``/``high`` only label the axes; pass the thresholds used."""
@@ -134,11 +139,16 @@ def plot_saturation(sat: pd.DataFrame, title: str | None = None,
         part = sat[sat["layer"] == li]
         for g in [g for g in ("i", "f", "o", "g") if g in set(part["gate"])]:
             pts = part[part["gate"] == g]
-            ax.scatter(pts["right_saturated"], pts["left_saturated"], s=18, alpha=0.75,
-                       color=_GATE_COLORS[g], edgecolors="none",
-                       label=_LABELS[g].split(" (")[0].lower())
-        ax.plot([0, 1], [1, 0], ls="--", lw=0.8, color="0.5",
-                label="always saturated (a switch)")
+            ax.scatter(
+                pts["right_saturated"],
+                pts["left_saturated"],
+                s=18,
+                alpha=0.75,
+                color=_GATE_COLORS[g],
+                edgecolors="none",
+                label=_LABELS[g].split(" (")[0].lower(),
+            )
+        ax.plot([0, 1], [1, 0], ls="--", lw=0.8, color="0.5", label="always saturated (a switch)")
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_aspect("equal")
@@ -148,6 +158,10 @@ def plot_saturation(sat: pd.DataFrame, title: str | None = None,
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right", title="gate", title_fontsize=7)
-    fig.suptitle(title or "How often each LSTM gate is fully open or fully closed "
-                 "(one dot per unit; near the corners = behaves like a switch)", fontsize=10)
+    fig.suptitle(
+        title
+        or "How often each LSTM gate is fully open or fully closed "
+        "(one dot per unit; near the corners = behaves like a switch)",
+        fontsize=10,
+    )
     return fig

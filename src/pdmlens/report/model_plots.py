@@ -83,15 +83,18 @@ def rul_trajectories(
         ax.set_title(f"unit {unit}")
         ax.set_xlabel("time")
         ax.set_ylabel("RUL")
-    for ax in axes[len(chosen):]:
+    for ax in axes[len(chosen) :]:
         ax.set_visible(False)
     if chosen:
         axes[0].legend(fontsize="small")
     return fig
 
 
-def learning_curves(history: Sequence[Mapping[str, float]], best_epoch: int | None = None,
-                    title: str = "LSTM learning curves") -> Figure:
+def learning_curves(
+    history: Sequence[Mapping[str, float]],
+    best_epoch: int | None = None,
+    title: str = "LSTM learning curves",
+) -> Figure:
     """Training and validation loss per epoch (log scale), learning rate on a twin axis,
     the kept (best) epoch marked."""
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")

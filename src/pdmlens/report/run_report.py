@@ -26,17 +26,24 @@ def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "dataset": ing["dataset"],
         "dataset_hash": ing["hash"],
-        "data": {"train_units": prep["train_units"], "val_units": prep["val_units"],
-                 "test_units": prep["test_units"], "features": len(prep["features"]),
-                 "dropped_sensors": prep["dropped_sensors"]},
+        "data": {
+            "train_units": prep["train_units"],
+            "val_units": prep["val_units"],
+            "test_units": prep["test_units"],
+            "features": len(prep["features"]),
+            "dropped_sensors": prep["dropped_sensors"],
+        },
         "evaluated_on": ev.info["split"],
     }
     all_keys = {"all_f1", "all_roc_auc", "all_pr_auc"}  # horizon task: every test window
     for model in ("lstm", "forest"):
         prefix = f"{model}_test_"
-        out[model] = {k[len(prefix):]: v for k, v in ev.metrics.items()
-                      if k.startswith(prefix) and (not k.startswith(prefix + "all_")
-                                                   or k[len(prefix):] in all_keys)}
+        out[model] = {
+            k[len(prefix) :]: v
+            for k, v in ev.metrics.items()
+            if k.startswith(prefix)
+            and (not k.startswith(prefix + "all_") or k[len(prefix) :] in all_keys)
+        }
     out["lstm"]["train_seconds"] = outputs["train_lstm"].metrics.get("train_seconds")
     if "decision" in outputs["train_lstm"].info:  # horizon task: how an alarm is raised
         out["lstm"]["decision"] = outputs["train_lstm"].info["decision"]
@@ -49,14 +56,19 @@ def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
             "agreement_spearman": ex.metrics.get("agreement_spearman"),
             "agreement_top_k_overlap": ex.metrics.get("agreement_top_k_overlap"),
             "gate_max_abs_error": ex.metrics.get("gate_max_abs_error"),
-            **{k: v for k, v in ex.metrics.items()
-               if "precision_at_k" in k or "deletion_ratio" in k},
+            **{
+                k: v
+                for k, v in ex.metrics.items()
+                if "precision_at_k" in k or "deletion_ratio" in k
+            },
         }
     if "signatures" in outputs:
         sg = outputs["signatures"]
-        out["signatures"] = {"first_separating_layer": sg.info["first_separating_layer"],
-                             "sentence": sg.info["sentence"],
-                             "clusters": sg.info["clusters"]}
+        out["signatures"] = {
+            "first_separating_layer": sg.info["first_separating_layer"],
+            "sentence": sg.info["sentence"],
+            "clusters": sg.info["clusters"],
+        }
     out["seconds"] = {name: round(o.seconds, 2) for name, o in outputs.items()}
     return out
 
@@ -91,8 +103,9 @@ def _fmt(v: Any, digits: int = 2) -> str:
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
-def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
-                 footer: str = "") -> str:
+def build_report(
+    outputs: dict[str, StepOutput], title: str, subtitle: str = "", footer: str = ""
+) -> str:
     """The self-contained HTML page telling the whole run to a non-programmer."""
     s = summary(outputs)
     ev = outputs["evaluate"]
@@ -102,101 +115,174 @@ def build_report(outputs: dict[str, StepOutput], title: str, subtitle: str = "",
     label = LABELS.get(key, key)
     better = verdict(key, lstm_v, forest_v)
     d = s["data"]
-    sections = [Section(
-        "The data",
-        text=(f"Dataset {s['dataset']}: {d['train_units']} machines to learn from, "
-              f"{d['val_units']} held back to check training, "
-              + (f"{d['test_units']} to test on. " if d["test_units"] else
-                 "no separate test machines (the held-back ones are scored instead). ")
-              + f"{d['features']} sensor channels feed the models"
-              + (f"; sensors that never change were left out: "
-                 f"{', '.join(d['dropped_sensors'])}." if d["dropped_sensors"] else ".")),
-        metrics={"machines (train)": d["train_units"], "machines (test)": d["test_units"],
-                 "sensor channels": d["features"]},
-    )]
+    sections = [
+        Section(
+            "The data",
+            text=(
+                f"Dataset {s['dataset']}: {d['train_units']} machines to learn from, "
+                f"{d['val_units']} held back to check training, "
+                + (
+                    f"{d['test_units']} to test on. "
+                    if d["test_units"]
+                    else "no separate test machines (the held-back ones are scored instead). "
+                )
+                + f"{d['features']} sensor channels feed the models"
+                + (
+                    f"; sensors that never change were left out: {', '.join(d['dropped_sensors'])}."
+                    if d["dropped_sensors"]
+                    else "."
+                )
+            ),
+            metrics={
+                "machines (train)": d["train_units"],
+                "machines (test)": d["test_units"],
+                "sensor channels": d["features"],
+            },
+        )
+    ]
     model_table = pd.DataFrame({m: s[m] for m in ("lstm", "forest")}).T
-    keep = [c for c in ("rmse", "mae", "score", "bias", "rmse_uncapped", "f1", "precision",
-                        "recall", "roc_auc", "pr_auc", "all_f1", "all_roc_auc", "all_pr_auc",
-                        "train_seconds") if c in model_table]
-    figures = (f"({label} {_fmt(lstm_v)} for the LSTM, {_fmt(forest_v)} for the random "
-               f"forest{', in ' + unit if unit else ''})")
-    said = ("" if better is None else
-            f"On these test machines the two models are equally accurate {figures}."
-            if better == "neither" else
-            f"On these test machines the {better} is the more accurate model {figures}.")
+    keep = [
+        c
+        for c in (
+            "rmse",
+            "mae",
+            "score",
+            "bias",
+            "rmse_uncapped",
+            "f1",
+            "precision",
+            "recall",
+            "roc_auc",
+            "pr_auc",
+            "all_f1",
+            "all_roc_auc",
+            "all_pr_auc",
+            "train_seconds",
+        )
+        if c in model_table
+    ]
+    figures = (
+        f"({label} {_fmt(lstm_v)} for the LSTM, {_fmt(forest_v)} for the random "
+        f"forest{', in ' + unit if unit else ''})"
+    )
+    said = (
+        ""
+        if better is None
+        else f"On these test machines the two models are equally accurate {figures}."
+        if better == "neither"
+        else f"On these test machines the {better} is the more accurate model {figures}."
+    )
     if s["lstm"].get("decision"):
         said += f" The LSTM's alarm rule: {s['lstm']['decision']}."
-    sections.append(Section(
-        "How accurate are the models?",
-        text=said + "\n\n" + EXPLAIN["predictions"],
-        figures=_figs(ev, "predicted_vs_true_lstm", "predicted_vs_true_forest",
-                      "rul_trajectories"),
-        tables=[("Test metrics, last cycle of each test machine", model_table[keep])],
-        metrics={f"LSTM {label}": lstm_v, f"forest {label}": forest_v},
-    ))
-    sections.append(Section("How the LSTM learned", text=EXPLAIN["training"],
-                            figures=_figs(outputs["train_lstm"], "learning_curves")))
+    sections.append(
+        Section(
+            "How accurate are the models?",
+            text=said + "\n\n" + EXPLAIN["predictions"],
+            figures=_figs(
+                ev, "predicted_vs_true_lstm", "predicted_vs_true_forest", "rul_trajectories"
+            ),
+            tables=[("Test metrics, last cycle of each test machine", model_table[keep])],
+            metrics={f"LSTM {label}": lstm_v, f"forest {label}": forest_v},
+        )
+    )
+    sections.append(
+        Section(
+            "How the LSTM learned",
+            text=EXPLAIN["training"],
+            figures=_figs(outputs["train_lstm"], "learning_curves"),
+        )
+    )
     if "explain" in outputs:
         ex = outputs["explain"]
         imp = pd.DataFrame(ex.info.get("importance", []))
         top_l = ", ".join(ex.info.get("top_sensors_lstm") or [])
         top_f = ", ".join(ex.info.get("top_sensors_forest") or [])
-        sections.append(Section(
-            "Which sensors drive the predictions?",
-            text=(f"Most important for the LSTM: {top_l}. For the random forest: {top_f}."
-                  "\n\n" + EXPLAIN["sensor_importance"] +
-                  "\n\nIn the dot charts each dot is one moment of one machine; its colour is "
-                  "the sensor's reading (red high, blue low) and its position how far that "
-                  "reading pushed the predicted remaining life up (right) or down (left)."),
-            figures=_figs(ex, "shap_summary_lstm", "shap_summary_forest", "shap_time_heatmap"),
-        ))
+        sections.append(
+            Section(
+                "Which sensors drive the predictions?",
+                text=(
+                    f"Most important for the LSTM: {top_l}. For the random forest: {top_f}."
+                    "\n\n"
+                    + EXPLAIN["sensor_importance"]
+                    + "\n\nIn the dot charts each dot is one moment of one machine; its colour is "
+                    "the sensor's reading (red high, blue low) and its position how far that "
+                    "reading pushed the predicted remaining life up (right) or down (left)."
+                ),
+                figures=_figs(ex, "shap_summary_lstm", "shap_summary_forest", "shap_time_heatmap"),
+            )
+        )
         gt = pd.DataFrame(ex.info.get("groundtruth", []))
         gt_text = ""
         if len(gt):
-            gt_text = ("\n\nThis data comes with the truth: which sensors each fault really "
-                       "drives. 'precision' is the share of each model's top-ranked sensors that "
-                       "are truly affected (1.0 = all of them), on windows near failure (where "
-                       "the fault has fully shown itself) and on every explained window.")
-        sections.append(Section(
-            "Do the two models agree, and are the explanations honest?",
-            text=EXPLAIN["agreement"] + "\n\n" + EXPLAIN["faithfulness"] + gt_text,
-            figures=_figs(ex, "agreement", "deletion"),
-            tables=[t for t in (("Sensor importance (mean |SHAP|) and rank", imp),
-                                ("Precision of the top sensors against the true fault sensors",
-                                 gt)) if len(t[1])],
-            metrics={"rank agreement": ex.metrics.get("agreement_spearman"),
-                     "top-k overlap": ex.metrics.get("agreement_top_k_overlap")},
-        ))
+            gt_text = (
+                "\n\nThis data comes with the truth: which sensors each fault really "
+                "drives. 'precision' is the share of each model's top-ranked sensors that "
+                "are truly affected (1.0 = all of them), on windows near failure (where "
+                "the fault has fully shown itself) and on every explained window."
+            )
+        sections.append(
+            Section(
+                "Do the two models agree, and are the explanations honest?",
+                text=EXPLAIN["agreement"] + "\n\n" + EXPLAIN["faithfulness"] + gt_text,
+                figures=_figs(ex, "agreement", "deletion"),
+                tables=[
+                    t
+                    for t in (
+                        ("Sensor importance (mean |SHAP|) and rank", imp),
+                        ("Precision of the top sensors against the true fault sensors", gt),
+                    )
+                    if len(t[1])
+                ],
+                metrics={
+                    "rank agreement": ex.metrics.get("agreement_spearman"),
+                    "top-k overlap": ex.metrics.get("agreement_top_k_overlap"),
+                },
+            )
+        )
         sat = pd.DataFrame(ex.info.get("saturation", []))
-        sections.append(Section(
-            "Inside the LSTM: gates", text=EXPLAIN["gates"] + (
-                f"\n\nThe gate values were recomputed from the network's weights and match "
-                f"the network's own output to {ex.metrics.get('gate_max_abs_error', 0):.1e}."),
-            figures=_figs(ex, "gates_near_failure", "gates_healthy", "gate_saturation"),
-            tables=[("Saturation per layer and gate", sat)] if len(sat) else [],
-        ))
+        sections.append(
+            Section(
+                "Inside the LSTM: gates",
+                text=EXPLAIN["gates"]
+                + (
+                    f"\n\nThe gate values were recomputed from the network's weights and match "
+                    f"the network's own output to {ex.metrics.get('gate_max_abs_error', 0):.1e}."
+                ),
+                figures=_figs(ex, "gates_near_failure", "gates_healthy", "gate_saturation"),
+                tables=[("Saturation per layer and gate", sat)] if len(sat) else [],
+            )
+        )
     if "signatures" in outputs:
         sg = outputs["signatures"]
-        sections.append(Section(
-            "Activation signatures: which layer tells health stages apart?",
-            text=(sg.info["sentence"] + ".\n\n" + EXPLAIN["signatures"] + "\n\n" +
-                  "\n".join(f"- {c}" for c in sg.info.get("clusters", []))),
-            figures=_figs(sg, "layer_separation", "signature_projection", "unit_selectivity"),
-        ))
-        sections.append(Section("Novelty: does the model see unfamiliar data?",
-                                text=EXPLAIN["novelty"] + " Here the validation machines set "
-                                "the threshold and the test machines are scored against it.",
-                                figures=_figs(sg, "novelty")))
+        sections.append(
+            Section(
+                "Activation signatures: which layer tells health stages apart?",
+                text=(
+                    sg.info["sentence"]
+                    + ".\n\n"
+                    + EXPLAIN["signatures"]
+                    + "\n\n"
+                    + "\n".join(f"- {c}" for c in sg.info.get("clusters", []))
+                ),
+                figures=_figs(sg, "layer_separation", "signature_projection", "unit_selectivity"),
+            )
+        )
+        sections.append(
+            Section(
+                "Novelty: does the model see unfamiliar data?",
+                text=EXPLAIN["novelty"] + " Here the validation machines set "
+                "the threshold and the test machines are scored against it.",
+                figures=_figs(sg, "novelty"),
+            )
+        )
     secs = pd.DataFrame({"step": list(s["seconds"]), "seconds": list(s["seconds"].values())})
     sections.append(Section("Run details", text="Time each step took.", tables=[secs]))
     headline = {f"LSTM {label}": lstm_v, f"forest {label}": forest_v}
     if "explain" in outputs:
-        headline["models agree (rank corr.)"] = outputs["explain"].metrics.get(
-            "agreement_spearman")
+        headline["models agree (rank corr.)"] = outputs["explain"].metrics.get("agreement_spearman")
     if "signatures" in outputs:
         headline["first separating layer"] = outputs["signatures"].info["first_separating_layer"]
-    return render_report(sections, title=title, subtitle=subtitle, headline=headline,
-                         footer=footer)
+    return render_report(sections, title=title, subtitle=subtitle, headline=headline, footer=footer)
 
 
 def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
@@ -204,8 +290,11 @@ def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
     lines = [f"# pdmlens run on {s['dataset']}", ""]
     if mlflow_url:
         lines += [f"MLflow run: [{mlflow_url}]({mlflow_url})", ""]
-    keys = [k for k in ("rmse", "mae", "score", "f1", "all_f1", "all_pr_auc", "train_seconds")
-            if k in s["lstm"]]
+    keys = [
+        k
+        for k in ("rmse", "mae", "score", "f1", "all_f1", "all_pr_auc", "train_seconds")
+        if k in s["lstm"]
+    ]
     lines += ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     for m in ("lstm", "forest"):
         lines.append(f"| {m} | " + " | ".join(_fmt(s[m].get(k)) for k in keys) + " |")
@@ -213,9 +302,12 @@ def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
         lines += ["", f"LSTM alarm rule: {s['lstm']['decision']}"]
     if "explain" in s:
         e = s["explain"]
-        lines += ["", f"Top sensors (LSTM): {', '.join(e.get('top_sensors_lstm') or [])}",
-                  f"Top sensors (forest): {', '.join(e.get('top_sensors_forest') or [])}",
-                  f"Agreement (Spearman): {_fmt(e.get('agreement_spearman'))}"]
+        lines += [
+            "",
+            f"Top sensors (LSTM): {', '.join(e.get('top_sensors_lstm') or [])}",
+            f"Top sensors (forest): {', '.join(e.get('top_sensors_forest') or [])}",
+            f"Agreement (Spearman): {_fmt(e.get('agreement_spearman'))}",
+        ]
     if "signatures" in s:
         lines += ["", s["signatures"]["sentence"]]
     return "\n".join(lines) + "\n"

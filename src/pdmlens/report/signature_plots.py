@@ -78,15 +78,22 @@ def plot_signature_projection(
             ax_c.scatter(P[m, 0], P[m, 1], s=6, alpha=0.6, label=f"cluster {c}")
         for i, st in enumerate(names):
             m = stages[idx] == st
-            ax_s.scatter(P[m, 0], P[m, 1], s=6, alpha=0.6, label=str(st),
-                         color=_STAGE_COLORS[i % len(_STAGE_COLORS)])
+            ax_s.scatter(
+                P[m, 0],
+                P[m, 1],
+                s=6,
+                alpha=0.6,
+                label=str(st),
+                color=_STAGE_COLORS[i % len(_STAGE_COLORS)],
+            )
         title = layer_label(layer)
         ax_c.set_title(f"{title}: samples grouped by activation pattern")
         ax_s.set_title(f"{title}: same samples by true health stage")
         for ax in (ax_c, ax_s):
             ax.set_xlabel(f"main direction 1 ({100 * var[0]:.0f}% of variation)")
-            ax.set_ylabel(f"main direction 2 ({100 * var[1]:.0f}% of variation)"
-                          if len(var) > 1 else "")
+            ax.set_ylabel(
+                f"main direction 2 ({100 * var[1]:.0f}% of variation)" if len(var) > 1 else ""
+            )
             ax.legend(fontsize=7, markerscale=2, loc="best")
     return fig
 
@@ -102,8 +109,11 @@ def plot_layer_separation(
     fig = _figure(7, 4)
     ax = fig.subplots()
     x = np.arange(len(table))
-    labels = [str(n) for n in table["name"]] if "name" in table.columns \
+    labels = (
+        [str(n) for n in table["name"]]
+        if "name" in table.columns
         else [layer_label(i) for i in table.index]
+    )
     lo = 0.0
     for m in metrics:
         if m in table.columns and table[m].notna().any():
@@ -111,12 +121,22 @@ def plot_layer_separation(
             lo = min(lo, float(np.nanmin(y)))
             ax.plot(x, y, marker="o", label=_METRIC_LABELS.get(m, m))
     if "majority_baseline" in table.columns:
-        ax.plot(x, table["majority_baseline"].to_numpy(dtype=float), ls=":", color="grey",
-                label=_METRIC_LABELS["majority_baseline"])
+        ax.plot(
+            x,
+            table["majority_baseline"].to_numpy(dtype=float),
+            ls=":",
+            color="grey",
+            label=_METRIC_LABELS["majority_baseline"],
+        )
     if chosen is not None and chosen in table.index:
         pos = list(table.index).index(chosen)
-        ax.axvline(pos, color="black", ls="--", lw=1,
-                   label="first layer to separate (within tolerance of the best)")
+        ax.axvline(
+            pos,
+            color="black",
+            ls="--",
+            lw=1,
+            label="first layer to separate (within tolerance of the best)",
+        )
     ax.set_xticks(x, labels)
     ax.set_ylim(lo - 0.02, 1.05)
     ax.set_xlabel("layer (input window, then each LSTM layer)")
@@ -151,10 +171,22 @@ def plot_novelty_distributions(
         both = np.r_[fam, unf]
         hi = float(np.quantile(both, 0.995)) if len(both) else 1.0
         edges = np.linspace(float(both.min()), max(hi, float(both.min()) + 1e-9), bins + 1)
-        ax.hist(np.minimum(fam, edges[-1]), bins=edges, alpha=0.55, density=True,
-                label=familiar_label, color="#2980b9")
-        ax.hist(np.minimum(unf, edges[-1]), bins=edges, alpha=0.55, density=True,
-                label=unfamiliar_label, color="#c0392b")
+        ax.hist(
+            np.minimum(fam, edges[-1]),
+            bins=edges,
+            alpha=0.55,
+            density=True,
+            label=familiar_label,
+            color="#2980b9",
+        )
+        ax.hist(
+            np.minimum(unf, edges[-1]),
+            bins=edges,
+            alpha=0.55,
+            density=True,
+            label=unfamiliar_label,
+            color="#c0392b",
+        )
         if thresholds is not None and layer in thresholds:
             ax.axvline(thresholds[layer], color="black", ls="--", lw=1, label="alarm threshold")
         title = layer_label(layer)
@@ -163,7 +195,7 @@ def plot_novelty_distributions(
         ax.set_title(title)
         ax.set_xlabel("novelty score (distance from training data)")
         ax.set_ylabel("share of samples")
-    for ax in axes[len(layers):]:
+    for ax in axes[len(layers) :]:
         ax.set_visible(False)
     axes[0].legend(fontsize=7)
     fig.suptitle("Does the model notice data unlike its training data?")
@@ -179,10 +211,12 @@ def plot_unit_selectivity(selectivity: pd.DataFrame, top: int = 5) -> Figure:
     axes = np.atleast_1d(fig.subplots(1, len(stages), squeeze=False)).ravel()
     for i, (ax, st) in enumerate(zip(axes, stages, strict=True)):
         d = selectivity[selectivity["stage"] == st].nsmallest(top, "rank")
-        labels = [f"{layer_label(r.layer)}, unit {r.unit} ({r.direction})"
-                  for r in d.itertuples()]
-        ax.barh(np.arange(len(d))[::-1], d["score"].to_numpy(dtype=float),
-                color=_STAGE_COLORS[i % len(_STAGE_COLORS)])
+        labels = [f"{layer_label(r.layer)}, unit {r.unit} ({r.direction})" for r in d.itertuples()]
+        ax.barh(
+            np.arange(len(d))[::-1],
+            d["score"].to_numpy(dtype=float),
+            color=_STAGE_COLORS[i % len(_STAGE_COLORS)],
+        )
         ax.set_yticks(np.arange(len(d))[::-1], labels, fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_title(f"units on during: {st}", fontsize=9)

@@ -104,8 +104,10 @@ def signatures_from_lstm(lstm: Any, x: Any, batch_size: int = 1024) -> dict[int,
         if arr.ndim != 3:
             raise ValueError(f"x must be [N, T, F], got shape {arr.shape}")
         n = len(arr)
-        batches = ((np.arange(s, min(s + batch_size, n)), arr[s:s + batch_size])
-                   for s in range(0, n, batch_size))
+        batches = (
+            (np.arange(s, min(s + batch_size, n)), arr[s : s + batch_size])
+            for s in range(0, n, batch_size)
+        )
     out = {li + 1: np.empty((n, 2 * hidden), dtype=np.float32) for li in range(n_layers)}
     was_training = lstm.training
     lstm.eval()
@@ -174,19 +176,24 @@ class SignatureClusterer:
         candidates = [int(self.k)] if self.k is not None else sorted({int(k) for k in self.k_range})
         candidates = [k for k in candidates if 1 <= k <= n]
         if not candidates:
-            raise ValueError(f"no usable k in {self.k if self.k is not None else self.k_range}"
-                             f" for {n} samples")
+            raise ValueError(
+                f"no usable k in {self.k if self.k is not None else self.k_range} for {n} samples"
+            )
         rng = np.random.RandomState(self.seed)
-        sub = np.sort(rng.choice(n, self.silhouette_sample, replace=False)) \
-            if n > self.silhouette_sample else np.arange(n)
+        sub = (
+            np.sort(rng.choice(n, self.silhouette_sample, replace=False))
+            if n > self.silhouette_sample
+            else np.arange(n)
+        )
         self.silhouette_scores_: dict[int, float] = {}
         best: tuple[float, int, KMeans] | None = None
         for k in candidates:
             km = KMeans(n_clusters=k, n_init=self.n_init, random_state=self.seed).fit(Z)
             labels = km.labels_[sub]
             n_used = len(np.unique(labels))
-            score = (float(silhouette_score(Z[sub], labels)) if 1 < n_used < len(sub)
-                     else float("nan"))
+            score = (
+                float(silhouette_score(Z[sub], labels)) if 1 < n_used < len(sub) else float("nan")
+            )
             self.silhouette_scores_[k] = score
             log.debug("k=%d silhouette=%.4f", k, score)
             # a single given k is kept whatever its silhouette; else the best score wins
@@ -199,8 +206,13 @@ class SignatureClusterer:
         self.labels_ = self.kmeans_.labels_.astype(np.int64)
         self.centroids_ = self.kmeans_.cluster_centers_  # in standardized space
         self.n_features_in_ = X.shape[1]
-        log.info("signature clusters: k=%d (silhouette %.3f) on %d samples x %d dims",
-                 self.k_, self.silhouette_, n, X.shape[1])
+        log.info(
+            "signature clusters: k=%d (silhouette %.3f) on %d samples x %d dims",
+            self.k_,
+            self.silhouette_,
+            n,
+            X.shape[1],
+        )
         return self
 
     def _check_fitted(self) -> None:
@@ -211,8 +223,9 @@ class SignatureClusterer:
     def _check_X(X: Any) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or len(X) == 0:
-            raise ValueError(f"signatures must be a non-empty [n_samples, n_dims] array, "
-                             f"got shape {X.shape}")
+            raise ValueError(
+                f"signatures must be a non-empty [n_samples, n_dims] array, got shape {X.shape}"
+            )
         if not np.isfinite(X).all():
             raise ValueError("signatures contain NaN or inf")
         return X
@@ -255,8 +268,11 @@ def stage_names(bins: Sequence[float], names: Sequence[str] | None = None) -> li
     if len(edges) < 2 or any(b >= a for a, b in zip(edges[1:], edges[:-1], strict=False)):
         raise ValueError(f"bins must be at least two strictly increasing edges, got {bins}")
     n = len(edges) - 1
-    words = list(names) if names is not None else _STAGE_NAMES.get(
-        n, [f"stage {i + 1}" for i in range(n)])
+    words = (
+        list(names)
+        if names is not None
+        else _STAGE_NAMES.get(n, [f"stage {i + 1}" for i in range(n)])
+    )
     if len(words) != n:
         raise ValueError(f"{n} stages need {n} names, got {len(words)}")
     if n == 1:
@@ -346,8 +362,10 @@ def cluster_profiles(labels: Any, features: pd.DataFrame, top: int | None = 3) -
     prof = z.groupby(labels).mean()
     prof.index.name = "cluster"
     if top:
-        prof["top_features"] = [", ".join(f"{f} ({v:+.1f})" for f, v in pairs)
-                                for pairs in top_features(prof, top).values()]
+        prof["top_features"] = [
+            ", ".join(f"{f} ({v:+.1f})" for f, v in pairs)
+            for pairs in top_features(prof, top).values()
+        ]
     return prof
 
 
@@ -378,12 +396,15 @@ def describe_clusters(
     tops = top_features(cluster_profiles(labels, features), top) if features is not None else {}
     lines = []
     for c, row in table.iterrows():
-        s = (f"cluster {c} ({int(row['n'])} samples): {row['majority']}, "
-             f"{100 * row['purity']:.0f}% pure")
+        s = (
+            f"cluster {c} ({int(row['n'])} samples): {row['majority']}, "
+            f"{100 * row['purity']:.0f}% pure"
+        )
         drivers = [(f, z) for f, z in tops.get(c, []) if abs(z) >= min_z]
         if drivers:
             s += "; driven by " + ", ".join(
-                f"{f} ({'high' if z > 0 else 'low'}, {z:+.1f} sd)" for f, z in drivers)
+                f"{f} ({'high' if z > 0 else 'low'}, {z:+.1f} sd)" for f, z in drivers
+            )
         elif features is not None:
             s += "; no input feature stands out"
         lines.append(s)

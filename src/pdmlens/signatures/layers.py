@@ -35,9 +35,7 @@ SEPARATION_METRICS = ("purity", "ari", "nmi", "probe_accuracy", "probe_cv_accura
 
 
 def _probe(seed: int, max_iter: int) -> Any:
-    return make_pipeline(
-        StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed)
-    )
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter, random_state=seed))
 
 
 def layer_separation(
@@ -71,12 +69,15 @@ def layer_separation(
     if train_groups is not None and test_groups is not None:
         shared = set(np.asarray(train_groups).tolist()) & set(np.asarray(test_groups).tolist())
         if shared:
-            raise ValueError(f"{len(shared)} units are in both train and test (e.g. "
-                             f"{sorted(map(str, shared))[:3]}): separation must be scored "
-                             f"on held-out units")
+            raise ValueError(
+                f"{len(shared)} units are in both train and test (e.g. "
+                f"{sorted(map(str, shared))[:3]}): separation must be scored "
+                f"on held-out units"
+            )
     if list(train_signatures) != list(test_signatures):
-        raise ValueError(f"train layers {list(train_signatures)} and test layers "
-                         f"{list(test_signatures)} differ")
+        raise ValueError(
+            f"train layers {list(train_signatures)} and test layers {list(test_signatures)} differ"
+        )
     values, counts = np.unique(train_stages, return_counts=True)
     commonest = values[np.argmax(counts)]
     baseline = float(np.mean(test_stages == commonest)) if len(test_stages) else float("nan")
@@ -85,10 +86,13 @@ def layer_separation(
         Xtr = np.asarray(train_signatures[layer])
         Xte = np.asarray(test_signatures[layer])
         if len(Xtr) != len(train_stages) or len(Xte) != len(test_stages):
-            raise ValueError(f"layer {layer!r}: {len(Xtr)}/{len(Xte)} signatures for "
-                             f"{len(train_stages)}/{len(test_stages)} stage labels")
-        clu = SignatureClusterer(k=k, k_range=k_range, seed=seed,
-                                 silhouette_sample=silhouette_sample).fit(Xtr)
+            raise ValueError(
+                f"layer {layer!r}: {len(Xtr)}/{len(Xte)} signatures for "
+                f"{len(train_stages)}/{len(test_stages)} stage labels"
+            )
+        clu = SignatureClusterer(
+            k=k, k_range=k_range, seed=seed, silhouette_sample=silhouette_sample
+        ).fit(Xtr)
         pred = clu.predict(Xte)
         row: dict[str, Any] = {
             "layer": layer,
@@ -107,20 +111,30 @@ def layer_separation(
             row["probe_accuracy"] = float("nan")
         row["probe_cv_accuracy"] = (
             _grouped_cv(Xtr, train_stages, np.asarray(train_groups), cv, seed, probe_max_iter)
-            if train_groups is not None and len(values) > 1 else float("nan"))
+            if train_groups is not None and len(values) > 1
+            else float("nan")
+        )
         row["majority_baseline"] = baseline
         row["n_train"] = len(Xtr)
         row["n_test"] = len(Xte)
-        log.info("layer %s: k=%d purity=%.3f ari=%.3f nmi=%.3f probe=%.3f", row["name"],
-                 row["k"], row["purity"], row["ari"], row["nmi"], row["probe_accuracy"])
+        log.info(
+            "layer %s: k=%d purity=%.3f ari=%.3f nmi=%.3f probe=%.3f",
+            row["name"],
+            row["k"],
+            row["purity"],
+            row["ari"],
+            row["nmi"],
+            row["probe_accuracy"],
+        )
         if progress is not None:
             progress(layer, row)
         rows.append(row)
     return pd.DataFrame(rows).set_index("layer")
 
 
-def _grouped_cv(X: np.ndarray, y: np.ndarray, groups: np.ndarray, cv: int, seed: int,
-                max_iter: int) -> float:
+def _grouped_cv(
+    X: np.ndarray, y: np.ndarray, groups: np.ndarray, cv: int, seed: int, max_iter: int
+) -> float:
     n_groups = len(np.unique(groups))
     folds = min(cv, n_groups)
     if folds < 2:
@@ -151,12 +165,16 @@ class LayerChoice:
         return asdict(self)
 
     def sentence(self) -> str:
-        head = (f"{self.name} is the first layer to separate health stages "
-                f"({self.metric} {self.score:.3f}")
+        head = (
+            f"{self.name} is the first layer to separate health stages "
+            f"({self.metric} {self.score:.3f}"
+        )
         if self.layer == self.best_layer:
             return head + ", the best of all layers)"
-        return (head + f", within {self.tolerance:g} of the best, "
-                f"{layer_label(self.best_layer)} at {self.best_score:.3f})")
+        return (
+            head + f", within {self.tolerance:g} of the best, "
+            f"{layer_label(self.best_layer)} at {self.best_score:.3f})"
+        )
 
 
 def first_separating_layer(
@@ -181,5 +199,12 @@ def first_separating_layer(
     bar -= 1e-12 * max(1.0, abs(best))  # "within" is inclusive despite float rounding
     layer = next(lay for lay, s in valid.items() if s >= bar)
     name = str(df.loc[layer, "name"]) if "name" in df.columns else layer_label(layer)
-    return LayerChoice(layer=layer, name=name, metric=metric, score=float(valid[layer]),
-                       best_layer=best_layer, best_score=best, tolerance=float(tolerance))
+    return LayerChoice(
+        layer=layer,
+        name=name,
+        metric=metric,
+        score=float(valid[layer]),
+        best_layer=best_layer,
+        best_score=best,
+        tolerance=float(tolerance),
+    )

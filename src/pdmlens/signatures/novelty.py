@@ -88,8 +88,9 @@ class NoveltyScorer:
         self._check_fitted()
         X = _check(X)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} dims, the scorer was fitted on "
-                             f"{self.n_features_in_}")
+            raise ValueError(
+                f"X has {X.shape[1]} dims, the scorer was fitted on {self.n_features_in_}"
+            )
         out = np.empty(len(X)) if out is None else out[: len(X)]
         for s in range(0, len(X), self.chunk_size):
             Z = self.scaler_.transform(X[s : s + self.chunk_size])
@@ -109,8 +110,9 @@ class NoveltyScorer:
 def _check(X: Any) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or len(X) == 0:
-        raise ValueError(f"signatures must be a non-empty [n_samples, n_dims] array, "
-                         f"got shape {X.shape}")
+        raise ValueError(
+            f"signatures must be a non-empty [n_samples, n_dims] array, got shape {X.shape}"
+        )
     if not np.isfinite(X).all():
         raise ValueError("signatures contain NaN or inf")
     return X
@@ -191,6 +193,11 @@ def novelty_by_layer(
         rep = novelty_report(s_fam, s_unf, thr)
         rows.append({"layer": layer, "name": layer_label(layer), "method": method, **rep})
         scores[layer] = {"val": s_val, "familiar": s_fam, "unfamiliar": s_unf}
-        log.info("novelty %s (%s): auroc=%.3f fpr@95tpr=%.3f", layer_label(layer), method,
-                 rep["auroc"], rep["fpr_at_95_tpr"])
+        log.info(
+            "novelty %s (%s): auroc=%.3f fpr@95tpr=%.3f",
+            layer_label(layer),
+            method,
+            rep["auroc"],
+            rep["fpr_at_95_tpr"],
+        )
     return pd.DataFrame(rows).set_index("layer"), scores

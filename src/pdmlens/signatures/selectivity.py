@@ -109,7 +109,7 @@ def _blocks(act: Any, stages: Any, chunk: int):
         if s.shape != a.shape[:2]:
             raise ValueError(f"stages {s.shape} do not match activations {a.shape[:2]}")
         for i in range(0, a.shape[0], chunk):
-            yield a[i:i + chunk], s[i:i + chunk]
+            yield a[i : i + chunk], s[i : i + chunk]
         return
     seqs, labs = list(act), list(stages)
     if len(seqs) != len(labs):
@@ -117,8 +117,7 @@ def _blocks(act: Any, stages: Any, chunk: int):
     for a, s in zip(seqs, labs, strict=True):
         a, s = np.asarray(a), np.asarray(s)
         if a.ndim != 2 or s.shape != a.shape[:1]:
-            raise ValueError(f"a sequence must be [T, H] with stages [T], got {a.shape}, "
-                             f"{s.shape}")
+            raise ValueError(f"a sequence must be [T, H] with stages [T], got {a.shape}, {s.shape}")
         yield a[None], s[None]
 
 
@@ -161,7 +160,7 @@ def unit_selectivity(
     dirs = ["+", "-"] if signed else ["+"]
     frames = []
     for layer, act in layers.items():
-        mu, sd = (_unit_moments(act, stages, chunk) if scale == "zscore" else (0.0, 1.0))
+        mu, sd = _unit_moments(act, stages, chunk) if scale == "zscore" else (0.0, 1.0)
         counter: _Counter | None = None
         for a, s in _blocks(act, stages, chunk):
             z = (a.astype(np.float32) - mu) / sd
@@ -176,14 +175,30 @@ def unit_selectivity(
             continue
         frames.append(_table(counter, names, dirs, layer, score))
         log.info("selectivity: %s done (%d units)", layer_label(layer), counter.tp.shape[2])
-    cols = ["stage", "layer", "unit", "direction", "score", "precision", "recall", "f1",
-            "on_inside", "on_outside", "run_coverage", "n_inside", "rank"]
+    cols = [
+        "stage",
+        "layer",
+        "unit",
+        "direction",
+        "score",
+        "precision",
+        "recall",
+        "f1",
+        "on_inside",
+        "on_outside",
+        "run_coverage",
+        "n_inside",
+        "rank",
+    ]
     if not frames:
         return pd.DataFrame(columns=cols)
     df = pd.concat(frames, ignore_index=True)
     df["stage"] = pd.Categorical(df["stage"], categories=names, ordered=True)
-    df = df.sort_values(["stage", "score", "layer", "unit", "direction"],
-                        ascending=[True, False, True, True, True], kind="stable")
+    df = df.sort_values(
+        ["stage", "score", "layer", "unit", "direction"],
+        ascending=[True, False, True, True, True],
+        kind="stable",
+    )
     df["rank"] = df.groupby("stage", observed=True).cumcount() + 1
     if top is not None:
         df = df[df["rank"] <= top]
@@ -212,34 +227,34 @@ def _unit_moments(act: Any, stages: Any, chunk: int) -> tuple[np.ndarray, np.nda
     return mu.astype(np.float32), sd.astype(np.float32)
 
 
-def _table(c: _Counter, names: list[str], dirs: list[str], layer: Hashable,
-           score: str) -> pd.DataFrame:
+def _table(
+    c: _Counter, names: list[str], dirs: list[str], layer: Hashable, score: str
+) -> pd.DataFrame:
     with np.errstate(divide="ignore", invalid="ignore"):
         n_in = c.n_in[:, None, None]
         n_out = c.n_out[:, None, None]
         fp = c.on_valid - c.tp
         precision = np.where(c.on_valid > 0, c.tp / c.on_valid, 0.0)
         recall = np.where(n_in > 0, c.tp / n_in, 0.0)
-        f1 = np.where(precision + recall > 0,
-                      2 * precision * recall / (precision + recall), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
         on_out = np.where(n_out > 0, fp / n_out, 0.0)
-        cover = np.where(c.n_runs[:, None, None] > 0,
-                         c.full_runs / c.n_runs[:, None, None], 0.0)
+        cover = np.where(c.n_runs[:, None, None] > 0, c.full_runs / c.n_runs[:, None, None], 0.0)
     value = f1 if score == "f1" else recall - on_out
     n_s, n_d, n_h = c.tp.shape
-    s_idx, d_idx, h_idx = np.meshgrid(np.arange(n_s), np.arange(n_d), np.arange(n_h),
-                                      indexing="ij")
-    return pd.DataFrame({
-        "stage": np.asarray(names, dtype=object)[s_idx.ravel()],
-        "layer": [layer] * s_idx.size,
-        "unit": h_idx.ravel(),
-        "direction": np.asarray(dirs, dtype=object)[d_idx.ravel()],
-        "score": value.ravel(),
-        "precision": precision.ravel(),
-        "recall": recall.ravel(),
-        "f1": f1.ravel(),
-        "on_inside": recall.ravel(),
-        "on_outside": on_out.ravel(),
-        "run_coverage": cover.ravel(),
-        "n_inside": np.broadcast_to(n_in, value.shape).ravel().astype(np.int64),
-    })
+    s_idx, d_idx, h_idx = np.meshgrid(np.arange(n_s), np.arange(n_d), np.arange(n_h), indexing="ij")
+    return pd.DataFrame(
+        {
+            "stage": np.asarray(names, dtype=object)[s_idx.ravel()],
+            "layer": [layer] * s_idx.size,
+            "unit": h_idx.ravel(),
+            "direction": np.asarray(dirs, dtype=object)[d_idx.ravel()],
+            "score": value.ravel(),
+            "precision": precision.ravel(),
+            "recall": recall.ravel(),
+            "f1": f1.ravel(),
+            "on_inside": recall.ravel(),
+            "on_outside": on_out.ravel(),
+            "run_coverage": cover.ravel(),
+            "n_inside": np.broadcast_to(n_in, value.shape).ravel().astype(np.int64),
+        }
+    )
