@@ -413,7 +413,7 @@ def test_worker_pool_does_not_grow_per_call():
     import threading
 
     def workers() -> int:
-        return sum(t.name == "pdmlens-gates" for t in threading.enumerate())
+        return sum(t.name == "pdmlens-worker" for t in threading.enumerate())
 
     lstm = make_lstm(3, 4, 1, seed=2)
     x = torch.randn(8, 3, 3)

@@ -172,7 +172,9 @@ class _Budget:
 _BUDGET = _Budget(DEFAULT_THREADS)
 
 
-def compute_threads(n: int | None = None, *, libraries: bool = True) -> contextlib.AbstractContextManager[int]:
+def compute_threads(
+    n: int | None = None, *, libraries: bool = True
+) -> contextlib.AbstractContextManager[int]:
     """Hold ``n`` CPU threads (None: :data:`DEFAULT_THREADS`) for a ``with`` block, which
     receives the count actually held.
 
