@@ -23,7 +23,7 @@ layer, time step and unit; a column per gate and state).
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,8 @@ class GateTrace:
                 arrays[f"layer{li}/{k}"] = np.ascontiguousarray(layer[k], dtype=np.float32)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:  # a file object: numpy adds no ".npz" suffix
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
+            save: Callable[..., None] = np.savez_compressed if compress else np.savez
+            save(fh, **arrays)
         return path
 
     @classmethod

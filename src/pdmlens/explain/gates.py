@@ -211,7 +211,7 @@ def _net(lstm: nn.LSTM) -> _Net:
         int(lstm.num_layers),
         hidden,
         int(lstm.input_size),
-        lstm.weight_ih_l0.device,
+        next(lstm.parameters()).device,
     )
 
 
@@ -341,7 +341,9 @@ class _Recompute:
             lay = block[li]
             f_in = inp.shape[2]
             state = (
-                None if h0 is None else (h0[li : li + 1].contiguous(), c0[li : li + 1].contiguous())
+                None
+                if h0 is None or c0 is None
+                else (h0[li : li + 1].contiguous(), c0[li : li + 1].contiguous())
             )
             out, _ = self.layers[li](inp, state)  # [n, T, H], nn.LSTM's own h
             lay[:, :, 5 * hd : 6 * hd].copy_(out.transpose(0, 1))
@@ -386,7 +388,7 @@ def _single_layer(lstm: nn.LSTM, li: int) -> nn.LSTM:
     global random generator is not touched)."""
     f_in = lstm.input_size if li == 0 else lstm.hidden_size
     layer = nn.LSTM(f_in, lstm.hidden_size, 1, bias=lstm.bias, batch_first=True, device="meta")
-    layer = layer.to_empty(device=lstm.weight_ih_l0.device)
+    layer = layer.to_empty(device=next(lstm.parameters()).device)
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
             getattr(layer, f"{name}_l0").copy_(getattr(lstm, f"{name}_l{li}"))
