@@ -21,8 +21,15 @@ from pdmlens.explain.attributions import (
     tree_shap,
 )
 from pdmlens.models.features import fold_to_sensors, window_features
+from pdmlens.runtime.threads import compute_threads
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # one thread: two crawl when the other core is busy (shared machine); held, not set, so
+    # that nothing is left behind for the tests that follow
+    with compute_threads(1):
+        yield
 
 
 class LastStepSensor2(nn.Module):
@@ -351,14 +358,34 @@ def test_select_background_draws_healthy_windows() -> None:
         select_background(ds, 2, "sick")
 
 
-def test_torch_threads_are_restored() -> None:
-    from pdmlens.explain.attributions import torch_threads
+def test_torch_threads_hold_one_thread_then_return_to_the_default() -> None:
+    """Held, not saved and restored: afterwards the thread is at the process default, not at
+    whatever it saw (in a fresh thread: the module's fixture holds one thread here)."""
+    import threading
 
-    before = torch.get_num_threads()
-    with torch_threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    attr = explain_lstm(
-        LastStepSensor2(), windows(2, 3, 4, 0), windows(2, 3, 4, 1), nsamples=2, num_threads=1
-    )
-    assert attr.settings["num_threads"] == 1 and torch.get_num_threads() == before
+    from pdmlens.explain.attributions import torch_threads
+    from pdmlens.runtime.threads import DEFAULT_THREADS, budget_state
+
+    seen: dict = {}
+
+    def body() -> None:
+        torch.set_num_threads(DEFAULT_THREADS + 1)  # what it sees, set behind its back
+        with torch_threads(1):
+            seen["inside"] = torch.get_num_threads()
+        seen["after"] = torch.get_num_threads()
+        attr = explain_lstm(
+            LastStepSensor2(), windows(2, 3, 4, 0), windows(2, 3, 4, 1), nsamples=2, num_threads=1
+        )
+        seen["settings"] = attr.settings["num_threads"]
+        seen["after_explain"] = torch.get_num_threads()
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(60)
+    assert seen == {
+        "inside": 1,
+        "after": DEFAULT_THREADS,
+        "settings": 1,
+        "after_explain": DEFAULT_THREADS,
+    }
+    assert budget_state() == (1, 1)  # only this module's fixture

@@ -16,8 +16,15 @@ from pdmlens.explain.faithfulness import (
     model_predictor,
 )
 from pdmlens.models.features import window_features
+from pdmlens.runtime.threads import compute_threads
 
-torch.set_num_threads(1)
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # one thread: two crawl when the other core is busy (shared machine); held, not set, so
+    # that nothing is left behind for the tests that follow
+    with compute_threads(1):
+        yield
 
 
 def sensor0_total(x: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ from pdmlens.explain.gates import (
     iter_gate_chunks,
 )
 from pdmlens.explain.saturation import saturation
+from pdmlens.runtime.threads import compute_threads
 
 TOL = 1e-5
 METHODS = ("loop", "recompute")
@@ -26,11 +27,10 @@ METHODS = ("loop", "recompute")
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    # two OpenMP threads crawl when the other core is busy (shared machine)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    # two OpenMP threads crawl when the other core is busy (shared machine); held, so that
+    # nothing is left behind for the tests that follow
+    with compute_threads(1):
+        yield
 
 
 def make_lstm(n_in: int, hidden: int, layers: int, seed: int, scale: float = 1.0, **kw) -> nn.LSTM:
@@ -413,7 +413,7 @@ def test_worker_pool_does_not_grow_per_call():
     import threading
 
     def workers() -> int:
-        return sum(t.name == "pdmlens-gates" for t in threading.enumerate())
+        return sum(t.name == "pdmlens-worker" for t in threading.enumerate())
 
     lstm = make_lstm(3, 4, 1, seed=2)
     x = torch.randn(8, 3, 3)

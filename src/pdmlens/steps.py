@@ -762,9 +762,9 @@ def signatures(
     against the validation units. At most ``max_windows`` windows per split (a seeded
     sample) are profiled; k-means runs single-threaded, which on a small shared CPU is
     many times faster than fighting the other steps for cores."""
-    from threadpoolctl import threadpool_limits
+    from pdmlens.runtime.threads import compute_threads
 
-    with threadpool_limits(1):
+    with compute_threads(1):
         return _signatures(cfg, prepared_dir, lstm_dir, out_dir, max_windows)
 
 

@@ -71,6 +71,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from pdmlens.runtime.threads import compute_threads
+
 log = logging.getLogger(__name__)
 
 Progress = Callable[[int, int], None]
@@ -308,21 +310,15 @@ def _network(model: Any) -> tuple[nn.Module, list[str] | None]:
     return net, None if names is None else [str(n) for n in names]
 
 
-@contextlib.contextmanager
-def torch_threads(num_threads: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``num_threads`` for the block (None: unchanged).
+def torch_threads(num_threads: int | None) -> contextlib.AbstractContextManager[int]:
+    """``num_threads`` CPU threads held for the block (None: the process default), through
+    the one thread budget :func:`pdmlens.runtime.threads.compute_threads`.
 
     On a CPU shared with other busy processes, 1 thread can be many times faster for LSTMs:
     every time step of nn.LSTM is a parallel region, and with 2 threads each one waits at a
     barrier for a core another process holds (measured here: ~2.5 s of fixed cost per
     forward/backward pass with 2 threads, none with 1)."""
-    old = torch.get_num_threads()
-    try:
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return compute_threads(num_threads)
 
 
 @contextlib.contextmanager
@@ -519,7 +515,7 @@ def explain_lstm(
     fn = expected_gradients if method == "eg" else shap_gradient
     was_training = net.training
     net.eval()
-    with torch_threads(num_threads):
+    with torch_threads(num_threads) as held:
         try:
             base = float(_forward(net, bgt, max(batch_size * nsamples, 1)).mean())
             pred = _forward(net, xt, max(batch_size * nsamples, 1))
@@ -545,7 +541,7 @@ def explain_lstm(
             "batch_size": batch_size,
             "seed": seed,
             "device": str(device),
-            "num_threads": num_threads or torch.get_num_threads(),
+            "num_threads": held,
         },
     )
     log.info(

@@ -47,33 +47,22 @@ a trace's storage returns to the pool when the last array viewing it is dropped,
 next extraction of the same size reuses it instead of page-faulting fresh memory.
 :func:`release_workspace` empties the pool; :func:`set_workspace_limit` bounds it.
 
-**Layout.** A trace's arrays ``trace.layers[l][k]`` (k in i, f, g, o, c, h) are [N, T, H]
-float32 *views* onto one time-major block ``[layer, time, sample, 6H + 8]`` whose last axis
-holds i, f, g, o, c, h side by side (what the time loop writes), then a constant 1 (the
-loop's bias column) and padding. They are not C-contiguous; use
-``np.ascontiguousarray`` or :meth:`GateTrace.contiguous` where that matters.
+**Layout.** A trace's arrays are views onto one time-major block
+``[layer, time, sample, 6H + PAD]`` that the time loop writes in place (the layout and the
+file schema: :mod:`pdmlens.explain.gate_trace`).
 
-**File schema** (:meth:`GateTrace.save`, an ``.npz`` archive, optionally compressed):
-
-- ``layer{l}/{k}``: float32 [N, T, H], C order, for l = 0..num_layers-1, k in i f g o c h;
-- ``meta/format``: the string ``"pdmlens.GateTrace"``; ``meta/version``: int 1;
-- ``meta/num_layers``, ``meta/hidden_size``: int; ``meta/max_abs_error``: float.
-
-:meth:`GateTrace.to_frame` gives a bounded long table for Parquet (one row per sample,
-layer, time step and unit; a column per gate and state).
+**Runtime.** Host blocks come from :mod:`pdmlens.runtime.buffers`; CPU tiles run on
+:mod:`pdmlens.runtime.workers`, each holding one thread of the budget in
+:mod:`pdmlens.runtime.threads`. This module holds the maths: the kernels, the check and the
+chunking.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import queue
 import threading
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -82,28 +71,40 @@ import torch
 from torch import nn
 
 from pdmlens.errors import PdmlensError
+from pdmlens.explain.gate_trace import GATE_NAMES, GATES, KEYS, GateTrace
+from pdmlens.explain.saturation import SaturationCounter
+from pdmlens.runtime import buffers
+from pdmlens.runtime.buffers import release_workspace, set_workspace_limit, workspace_bytes
+from pdmlens.runtime.threads import DEFAULT_THREADS, held_threads
+from pdmlens.runtime.workers import run_single_threaded
+
+__all__ = [
+    "DEFAULT_CHECK_SAMPLES",
+    "DEFAULT_CHUNK",
+    "DEFAULT_TILE",
+    "DEFAULT_TOL",
+    "GATES",
+    "GATE_NAMES",
+    "KEYS",
+    "METHODS",
+    "GateCheckError",
+    "GateSummary",
+    "GateTrace",
+    "extract_gates",
+    "gate_summaries",
+    "iter_gate_chunks",
+    "release_workspace",
+    "set_workspace_limit",
+    "workspace_bytes",
+]
 
 log = logging.getLogger(__name__)
 
-GATES = ("i", "f", "g", "o")
-"""The gates in PyTorch's order (input, forget, cell candidate, output)."""
-KEYS = ("i", "f", "g", "o", "c", "h")
-"""Every array of a trace layer: the four gates, then the cell and hidden state."""
-GATE_NAMES = {
-    "i": "input gate",
-    "f": "forget gate",
-    "g": "cell candidate",
-    "o": "output gate",
-    "c": "cell state",
-    "h": "hidden state",
-}
 METHODS = ("loop", "recompute")
 DEFAULT_CHUNK = 1024
 DEFAULT_TILE = 512
 DEFAULT_TOL = 1e-4
 DEFAULT_CHECK_SAMPLES = 16
-_FORMAT = "pdmlens.GateTrace"
-_VERSION = 1
 
 Method = Literal["loop", "recompute"]
 Check = bool | Literal["full"]
@@ -113,165 +114,6 @@ Progress = Callable[[int, int], None] | None
 
 class GateCheckError(PdmlensError):
     """The recorded trace disagrees with ``nn.LSTM`` by more than the tolerance."""
-
-
-# --------------------------------------------------------------------------- trace
-@dataclass
-class GateTrace:
-    """Gates and states of every LSTM layer: ``layers[l][k]`` is [N, T, H] float32.
-
-    ``k`` is one of i, f, g, o (gates, PyTorch's order), c (cell state), h (hidden state).
-    ``max_abs_error`` is the largest difference to ``nn.LSTM`` found by the check
-    (0.0 when the trace was not checked, e.g. loaded from an old file).
-    """
-
-    layers: list[dict[str, np.ndarray]]
-    num_layers: int
-    hidden_size: int
-    max_abs_error: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.layers[0]["h"].shape[0])
-
-    @property
-    def n_steps(self) -> int:
-        return int(self.layers[0]["h"].shape[1])
-
-    def __len__(self) -> int:
-        return self.n_samples
-
-    def contiguous(self) -> GateTrace:
-        """A copy whose arrays are C-contiguous [N, T, H] and own their memory."""
-        layers = [
-            {k: np.array(layer[k], dtype=np.float32, order="C", copy=True) for k in KEYS}
-            for layer in self.layers
-        ]
-        return GateTrace(
-            layers, self.num_layers, self.hidden_size, self.max_abs_error, dict(self.meta)
-        )
-
-    def subset(self, samples: Sequence[int] | slice | np.ndarray) -> GateTrace:
-        """The trace of some samples only (a copy, C-contiguous)."""
-        idx = samples if isinstance(samples, slice) else np.asarray(samples, dtype=np.int64)
-        layers = [{k: np.ascontiguousarray(layer[k][idx]) for k in KEYS} for layer in self.layers]
-        return GateTrace(
-            layers, self.num_layers, self.hidden_size, self.max_abs_error, dict(self.meta)
-        )
-
-    # ---- files
-    def save(self, path: str | Path, compress: bool = False) -> Path:
-        """Write the trace as an ``.npz`` archive (schema in the module docstring)."""
-        path = Path(path)
-        arrays: dict[str, np.ndarray] = {
-            "meta/format": np.array(_FORMAT),
-            "meta/version": np.array(_VERSION, dtype=np.int64),
-            "meta/num_layers": np.array(self.num_layers, dtype=np.int64),
-            "meta/hidden_size": np.array(self.hidden_size, dtype=np.int64),
-            "meta/max_abs_error": np.array(self.max_abs_error, dtype=np.float64),
-        }
-        for li, layer in enumerate(self.layers):
-            for k in KEYS:
-                arrays[f"layer{li}/{k}"] = np.ascontiguousarray(layer[k], dtype=np.float32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as fh:  # a file object: numpy adds no ".npz" suffix
-            (np.savez_compressed if compress else np.savez)(fh, **arrays)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> GateTrace:
-        """Read a trace written by :meth:`save`."""
-        path = Path(path)
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{path}: not a gate trace file ({exc})") from exc
-        with data:
-            if "meta/format" not in data.files or str(data["meta/format"]) != _FORMAT:
-                raise ValueError(f"{path}: not a gate trace file (no meta/format={_FORMAT})")
-            version = int(data["meta/version"])
-            if version > _VERSION:
-                raise ValueError(
-                    f"{path}: gate trace format version {version} is newer than "
-                    f"this pdmlens reads ({_VERSION})"
-                )
-            n_layers = int(data["meta/num_layers"])
-            hidden = int(data["meta/hidden_size"])
-            layers = []
-            for li in range(n_layers):
-                missing = [k for k in KEYS if f"layer{li}/{k}" not in data.files]
-                if missing:
-                    raise ValueError(f"{path}: layer {li} lacks arrays {missing}")
-                layers.append({k: data[f"layer{li}/{k}"] for k in KEYS})
-            return cls(layers, n_layers, hidden, float(data["meta/max_abs_error"]))
-
-    # ---- tables
-    def to_frame(
-        self,
-        sample_ids: Sequence[int] | np.ndarray | None = None,
-        times: Sequence[int] | np.ndarray | slice | None = None,
-        units: Sequence[int] | np.ndarray | slice | None = None,
-        layers: Sequence[int] | None = None,
-        max_rows: int = 2_000_000,
-    ) -> pd.DataFrame:
-        """A long table of a few samples for Parquet export (e.g. an MLflow artifact).
-
-        One row per (sample, layer, time, unit), columns ``sample`` (the index into the
-        trace's samples), ``layer`` (0-based), ``time`` (step within the window, 0-based),
-        ``unit`` (hidden unit), then ``i f g o c h`` (float32). ``sample_ids``, ``times``,
-        ``units`` and ``layers`` select (indices; None = all). Refuses to build more than
-        ``max_rows`` rows: pick a few samples instead of dumping a whole trace.
-        """
-        n, t_len, h_len = self.n_samples, self.n_steps, self.hidden_size
-        s_idx = np.arange(n) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
-        t_idx = _index(times, t_len)
-        u_idx = _index(units, h_len)
-        l_idx = list(range(self.num_layers)) if layers is None else [int(v) for v in layers]
-        checks = (
-            ("sample_ids", s_idx, n),
-            ("times", t_idx, t_len),
-            ("units", u_idx, h_len),
-            ("layers", np.asarray(l_idx, dtype=np.int64), self.num_layers),
-        )
-        for name, idx, size in checks:
-            if idx.size and (idx.min() < -size or idx.max() >= size):
-                raise IndexError(f"{name} out of range 0..{size - 1}")
-        rows = s_idx.size * t_idx.size * u_idx.size * len(l_idx)
-        if rows > max_rows:
-            raise ValueError(
-                f"to_frame would build {rows:,} rows (> max_rows={max_rows:,}); "
-                "select fewer samples, times or units"
-            )
-        s_idx, t_idx, u_idx = s_idx % max(n, 1), t_idx % t_len, u_idx % h_len
-        grid = np.ix_(s_idx, t_idx, u_idx)
-        per_layer = s_idx.size * t_idx.size * u_idx.size
-        s_col = np.repeat(s_idx, t_idx.size * u_idx.size)
-        t_col = np.tile(np.repeat(t_idx, u_idx.size), s_idx.size)
-        u_col = np.tile(u_idx, s_idx.size * t_idx.size)
-        parts = []
-        for li in l_idx:
-            layer = self.layers[li]
-            cols: dict[str, np.ndarray] = {
-                "sample": s_col,
-                "layer": np.full(per_layer, li % self.num_layers, dtype=np.int64),
-                "time": t_col,
-                "unit": u_col,
-            }
-            for k in KEYS:
-                cols[k] = np.asarray(layer[k][grid], dtype=np.float32).reshape(-1)
-            parts.append(pd.DataFrame(cols))
-        if not parts:
-            return pd.DataFrame(columns=["sample", "layer", "time", "unit", *KEYS])
-        return pd.concat(parts, ignore_index=True)
-
-
-def _index(sel: Sequence[int] | np.ndarray | slice | None, size: int) -> np.ndarray:
-    if sel is None:
-        return np.arange(size)
-    if isinstance(sel, slice):
-        return np.arange(size)[sel]
-    return np.asarray(sel, dtype=np.int64).reshape(-1)
 
 
 def _trace_from_block(block: np.ndarray, hidden: int, error: float) -> GateTrace:
@@ -288,82 +130,6 @@ def _trace_from_block(block: np.ndarray, hidden: int, error: float) -> GateTrace
     return GateTrace(layers, block.shape[0], hidden, error)
 
 
-# --------------------------------------------------------------------------- buffer pool
-class _Lease:
-    """Exposes one pooled buffer to numpy; gives it back to the pool when the last view of
-    it is garbage collected (numpy keeps this object as the views' base)."""
-
-    def __init__(self, pool: _BufferPool, buf: np.ndarray) -> None:
-        self._pool: _BufferPool | None = pool
-        self._buf = buf
-        self.__array_interface__ = buf.__array_interface__
-
-    def __del__(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            with contextlib.suppress(Exception):  # at interpreter shutdown: nothing to do
-                pool.give_back(self._buf)
-
-
-class _BufferPool:
-    """Large float32 buffers kept for reuse: fresh memory page-faults slowly, so a second
-    extraction of the same size should find the first one's memory already mapped."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = int(max_bytes)
-        self._free: list[np.ndarray] = []
-        self._lock = threading.Lock()
-
-    def take(self, numel: int) -> np.ndarray:
-        """A 1-D float32 array of ``numel`` elements (uninitialised)."""
-        buf = None
-        with self._lock:
-            fits = [b for b in self._free if numel <= b.size <= 2 * numel + 4096]
-            if fits:
-                buf = min(fits, key=lambda b: b.size)
-                self._free = [b for b in self._free if b is not buf]
-        if buf is None:
-            buf = np.empty(max(int(numel), 1), dtype=np.float32)
-        return np.asarray(_Lease(self, buf))[:numel]
-
-    def give_back(self, buf: np.ndarray) -> None:
-        with self._lock:
-            if buf.nbytes > self.max_bytes:
-                return
-            self._free.append(buf)
-            while sum(b.nbytes for b in self._free) > self.max_bytes:
-                self._free.pop(0)  # the oldest goes first
-
-    def clear(self) -> None:
-        with self._lock:
-            self._free = []
-
-    @property
-    def pooled_bytes(self) -> int:
-        with self._lock:
-            return sum(b.nbytes for b in self._free)
-
-
-_POOL = _BufferPool(max_bytes=1 << 30)
-
-
-def release_workspace() -> None:
-    """Free the memory kept for reuse by earlier extractions."""
-    _POOL.clear()
-
-
-def set_workspace_limit(max_bytes: int) -> None:
-    """Keep at most ``max_bytes`` of released trace storage for reuse (0 = none)."""
-    _POOL.max_bytes = int(max_bytes)
-    if max_bytes <= 0:
-        _POOL.clear()
-
-
-def workspace_bytes() -> int:
-    """Bytes currently kept for reuse (not held by any live trace)."""
-    return _POOL.pooled_bytes
-
-
 PAD = 8
 """Extra floats per row of a trace block: a constant 1 that folds the bias into the time
 loop's recurrent matmul, and padding that keeps rows 32-byte aligned."""
@@ -375,7 +141,7 @@ def _row(hidden: int) -> int:
 
 def _host_block(n_layers: int, steps: int, n: int, hidden: int) -> np.ndarray:
     shape = (n_layers, steps, n, _row(hidden))
-    return _POOL.take(int(np.prod(shape))).reshape(shape)
+    return buffers.take(int(np.prod(shape))).reshape(shape)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -445,7 +211,7 @@ def _net(lstm: nn.LSTM) -> _Net:
         int(lstm.num_layers),
         hidden,
         int(lstm.input_size),
-        lstm.weight_ih_l0.device,
+        next(lstm.parameters()).device,
     )
 
 
@@ -575,7 +341,9 @@ class _Recompute:
             lay = block[li]
             f_in = inp.shape[2]
             state = (
-                None if h0 is None else (h0[li : li + 1].contiguous(), c0[li : li + 1].contiguous())
+                None
+                if h0 is None or c0 is None
+                else (h0[li : li + 1].contiguous(), c0[li : li + 1].contiguous())
             )
             out, _ = self.layers[li](inp, state)  # [n, T, H], nn.LSTM's own h
             lay[:, :, 5 * hd : 6 * hd].copy_(out.transpose(0, 1))
@@ -620,7 +388,7 @@ def _single_layer(lstm: nn.LSTM, li: int) -> nn.LSTM:
     global random generator is not touched)."""
     f_in = lstm.input_size if li == 0 else lstm.hidden_size
     layer = nn.LSTM(f_in, lstm.hidden_size, 1, bias=lstm.bias, batch_first=True, device="meta")
-    layer = layer.to_empty(device=lstm.weight_ih_l0.device)
+    layer = layer.to_empty(device=next(lstm.parameters()).device)
     with torch.no_grad():
         for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if lstm.bias else ()):
             getattr(layer, f"{name}_l0").copy_(getattr(lstm, f"{name}_l{li}"))
@@ -688,99 +456,6 @@ def _check_chunk(
     return max(err, _max_abs_diff(sub[:, -1, :, 4 * hd : 5 * hd], c_n))
 
 
-# --------------------------------------------------------------------------- workers
-class _Job:
-    """Completion count and first error of a batch of tasks handed to the workers."""
-
-    def __init__(self, n: int) -> None:
-        self._left = n
-        self._cond = threading.Condition()
-        self.error: BaseException | None = None
-
-    def done(self, error: BaseException | None) -> None:
-        with self._cond:
-            self._left -= 1
-            if error is not None and self.error is None:
-                self.error = error
-            if self._left == 0:
-                self._cond.notify_all()
-
-    def wait(self) -> None:
-        with self._cond:
-            while self._left > 0:
-                self._cond.wait()
-
-
-class _Workers:
-    """Persistent threads that run torch ops with ONE intra-op thread each.
-
-    The time loop issues ~9 small ops per step; with torch's OpenMP pool each op is a
-    parallel region with a barrier, and on a busy machine every barrier waits for a
-    descheduled thread (measured: 5-20x slower than idle). Splitting the samples into tiles
-    worked on by k single-threaded workers has no barriers at all and uses the same cores.
-
-    ``torch.set_num_threads`` sets the calling thread's OpenMP/MKL thread count and the
-    process default that threads started later pick up; a worker sets 1 for itself, then
-    the caller sets the default back to its own count (what the default was, unless the
-    caller had changed its count itself). This happens once, when the pool grows.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._tasks: queue.SimpleQueue[tuple[Callable[[], None], _Job]] = queue.SimpleQueue()
-        self._size = 0
-
-    def _reset_after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._tasks = queue.SimpleQueue()
-        self._size = 0
-
-    def _grow(self, k: int) -> None:
-        with self._lock:
-            if self._size >= k:
-                return
-            default = torch.get_num_threads()
-            ready = threading.Barrier(k - self._size + 1)
-            for _ in range(k - self._size):
-                threading.Thread(
-                    target=self._serve, args=(ready,), daemon=True, name="pdmlens-gates"
-                ).start()
-            ready.wait()
-            torch.set_num_threads(default)
-            self._size = k
-
-    def _serve(self, ready: threading.Barrier) -> None:
-        torch.get_num_threads()  # torch's lazy per-thread init happens first ...
-        torch.set_num_threads(1)  # ... so that this sticks for this thread
-        ready.wait()
-        while True:
-            fn, job = self._tasks.get()
-            try:
-                with torch.inference_mode():
-                    fn()
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                job.done(exc)
-            else:
-                job.done(None)
-
-    def run(self, fns: Sequence[Callable[[], None]]) -> None:
-        """Run ``fns`` concurrently (one worker each); re-raise the first error."""
-        if not fns:
-            return
-        self._grow(len(fns))
-        job = _Job(len(fns))
-        for fn in fns:
-            self._tasks.put((fn, job))
-        job.wait()
-        if job.error is not None:
-            raise job.error
-
-
-_WORKERS = _Workers()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_WORKERS._reset_after_fork)
-
-
 # --------------------------------------------------------------------------- runner
 class _Runner:
     """Computes one chunk after another into either a given host block (CPU) or a device
@@ -813,7 +488,9 @@ class _Runner:
         self.check_samples = max(int(check_samples), 1)
         self.recompute = _Recompute(self.net, lstm) if method == "recompute" else None
         self.on_cpu = self.net.device.type == "cpu"
-        self.threads = max(1, torch.get_num_threads()) if threads is None else max(1, threads)
+        self.threads = (
+            max(1, held_threads() or DEFAULT_THREADS) if threads is None else max(1, threads)
+        )
         if tile < 1:
             raise ValueError(f"tile must be >= 1, got {tile}")
         self.tile = int(tile)
@@ -844,14 +521,14 @@ class _Runner:
             if self.check:
                 check()
         else:
-            _WORKERS.run(
+            run_single_threaded(
                 [
-                    self._tiles_task(xc, h0, c0, block, tiles[w::workers], errors)
+                    _inference(self._tiles_task(xc, h0, c0, block, tiles[w::workers], errors))
                     for w in range(workers)
                 ]
             )
             if self.check:  # single-threaded like the tiles: no barriers on a busy CPU
-                _WORKERS.run([check])
+                run_single_threaded([_inference(check)])
         err = max(errors)
         if self.check and not err <= self.tol:
             raise GateCheckError(
@@ -878,6 +555,17 @@ class _Runner:
                     _loop_chunk(self.net, *args)
 
         return task
+
+
+def _inference(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` under torch's inference mode in whichever thread runs it (the mode is
+    thread-local)."""
+
+    def task() -> None:
+        with torch.inference_mode():
+            fn()
+
+    return task
 
 
 def _rows(state: torch.Tensor | None, rows: slice) -> torch.Tensor | None:
@@ -913,7 +601,9 @@ def extract_gates(
     :class:`GateCheckError`. ``progress(done, total)`` is called after each chunk.
 
     On a CPU each chunk is split into tiles of ``tile`` samples computed by ``threads``
-    single-threaded workers (default ``torch.get_num_threads()``; 1 = in the calling thread).
+    single-threaded workers (default: the count the caller holds in
+    :func:`pdmlens.runtime.threads.compute_threads`, else the process default; 1 = in the
+    calling thread).
     """
     run = _Runner(lstm, x, hx, method, check, tol, check_samples, threads, tile)
     net = run.net
@@ -1038,8 +728,6 @@ def gate_summaries(
 ) -> GateSummary:
     """Last-step states, time-pooled gate means and saturation counts without keeping the
     full trace: memory is O(N H) plus one chunk's trace."""
-    from pdmlens.explain.saturation import SaturationCounter
-
     counter = SaturationCounter(low=low, high=high, gates=saturation_gates)
     last: list[dict[str, np.ndarray]] | None = None
     mean: list[dict[str, np.ndarray]] | None = None

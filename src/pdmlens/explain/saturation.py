@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pdmlens.explain.gates import GateTrace
+from pdmlens.explain.gate_trace import GateTrace
 
 SIGMOID_GATES = ("i", "f", "o")
 COLUMNS = ("layer", "gate", "unit", "left_saturated", "right_saturated", "n_steps")

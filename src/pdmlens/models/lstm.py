@@ -51,6 +51,7 @@ from torch import nn
 from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
 from pdmlens.models.horizon import HorizonMixin
+from pdmlens.runtime.threads import compute_threads
 
 if TYPE_CHECKING:
     from pdmlens.config import RunConfig
@@ -122,22 +123,20 @@ def resolve_device(device: str) -> torch.device:
 
 @contextlib.contextmanager
 def _torch_state(num_threads: int | None, seed: int, device: torch.device) -> Iterator[None]:
-    """Seeded, deterministic torch for the duration of a fit; the caller's RNG, thread count
-    and determinism flag come back afterwards."""
-    old_threads = torch.get_num_threads()
+    """Seeded, deterministic torch for the duration of a fit, on ``num_threads`` CPU threads
+    held from the thread budget (None: the process default, never whatever another step
+    left behind: :mod:`pdmlens.runtime.threads`); the caller's RNG and determinism flag come
+    back afterwards."""
     old_det = torch.are_deterministic_algorithms_enabled()
     old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with compute_threads(num_threads), torch.random.fork_rng(devices=devices):
         try:
-            if num_threads:
-                torch.set_num_threads(int(num_threads))
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.manual_seed(seed)
             yield
         finally:
             torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
-            torch.set_num_threads(old_threads)
 
 
 class LSTMEstimator(HorizonMixin, BaseEstimator):
@@ -512,7 +511,11 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         self, x: np.ndarray | torch.Tensor | WindowDataset, raw: bool = False
     ) -> np.ndarray:
         """The network's outputs [N] in the task's scale (cycles or logits), or with
-        ``raw`` the head's (RUL over its cap)."""
+        ``raw`` the head's (RUL over its cap), on ``num_threads`` held CPU threads."""
+        with compute_threads(self.num_threads):
+            return self._outputs_held(x, raw)
+
+    def _outputs_held(self, x: np.ndarray | torch.Tensor | WindowDataset, raw: bool) -> np.ndarray:
         self._check_fitted()
         net, dev = self.network_, self.device_
         net.eval()
