@@ -168,6 +168,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.slow
 def test_runs_of_a_killed_process_are_marked_killed_and_live_ones_left(tracker, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_OWNER), tracker.uri],
@@ -237,6 +238,7 @@ def _open_store(uri: str, barrier, results) -> None:
         results.put(("error", repr(exc)))
 
 
+@pytest.mark.slow
 def test_two_processes_creating_one_fresh_store_both_succeed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     ctx = mp.get_context("spawn")
@@ -257,11 +259,17 @@ def test_two_processes_creating_one_fresh_store_both_succeed(tmp_path):
 ROUNDS = 12
 
 
-def _racer(uri: str, me: int, barrier, results) -> None:
-    """Per round: log a run with this racer's score, wait for the other, register."""
+def _racer(uri: str, me: int, barrier, results, guard: str) -> None:
+    """Per round: log a run with this racer's score, wait for the other, register.
+    ``guard="recheck"``: as against a tracking server, no lock (the read-back re-check)."""
     try:
+        import contextlib
+
         from pdmlens.config import TrackingConfig
-        from pdmlens.tracking import Tracker
+        from pdmlens.tracking import Tracker, champion
+
+        if guard == "recheck":
+            champion.store_lock = lambda uri, purpose: contextlib.nullcontext(False)  # type: ignore[assignment]
 
         t = Tracker(TrackingConfig(uri=uri))
         for i in range(ROUNDS):
@@ -269,7 +277,9 @@ def _racer(uri: str, me: int, barrier, results) -> None:
             run = t.start_parent("champion-race", f"round-{i}", dataset_hash="same-data")
             t.log_metrics(run, {"rmse": score})
             barrier.wait(timeout=TIMEOUT)
-            reg = t.register_model(f"file:///models/{i}/{me}", f"race-{i}", run, "rmse", score)
+            reg = t.register_model(
+                f"file:///models/{i}/{me}", f"race-{i}-{guard}", run, "rmse", score
+            )
             t.finish(run)
             results.put(("ok", i, me, reg.version, reg.champion))
     except BaseException as exc:
@@ -282,16 +292,20 @@ def _score(i: int, me: int) -> float:
     return 10.0 + (me if i % 2 else 1 - me)
 
 
-def test_two_runs_racing_for_the_champion_end_on_the_better_model(tracker):
+@pytest.mark.slow
+@pytest.mark.parametrize("guard", ["lock", "recheck"])
+def test_two_runs_racing_for_the_champion_end_on_the_better_model(tracker, guard):
     for i in range(0, ROUNDS, 3):  # a prior champion better than both racers
         run = tracker.start_parent("champion-race", "prior", dataset_hash="same-data")
         tracker.log_metrics(run, {"rmse": 5.0})
         assert tracker.register_model(
-            "file:///models/prior", f"race-{i}", run, "rmse", 5.0
+            "file:///models/prior", f"race-{i}-{guard}", run, "rmse", 5.0
         ).champion
     ctx = mp.get_context("spawn")
     barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_racer, args=(tracker.uri, me, barrier, results)) for me in (0, 1)]
+    procs = [
+        ctx.Process(target=_racer, args=(tracker.uri, me, barrier, results, guard)) for me in (0, 1)
+    ]
     for p in procs:
         p.start()
     got = [results.get(timeout=TIMEOUT) for _ in range(2 * ROUNDS)]
@@ -299,7 +313,7 @@ def test_two_runs_racing_for_the_champion_end_on_the_better_model(tracker):
         p.join(timeout=TIMEOUT)
     assert all(g[0] == "ok" for g in got), [g for g in got if g[0] != "ok"]
     for i in range(ROUNDS):
-        name = f"race-{i}"
+        name = f"race-{i}-{guard}"
         versions = tracker.client.search_model_versions(f"name = '{name}'")
         prior = 1 if i % 3 == 0 else 0
         assert len(versions) == 2 + prior  # every run's model registered
