@@ -154,6 +154,33 @@ def test_importing_the_tracking_layer_bounds_mlflow_http_retries():
     assert out.stdout.split()[0] == "9"
 
 
+@pytest.mark.slow
+def test_a_server_gone_mid_run_fails_the_call_after_bounded_retries():
+    """MLflow's own client against a dead server: an error after four quick retries (about
+    15 s of backoff), not seven (about four minutes); the subprocess limit bounds it."""
+    code = (
+        "import sys\n"
+        "from pdmlens.config import TrackingConfig\n"
+        "from pdmlens.tracking import Tracker\n"
+        "t = Tracker(TrackingConfig(uri=sys.argv[1]))\n"
+        "try:\n"
+        "    t.ensure_experiment('x')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, 'max retries' in str(exc).lower())\n"
+    )
+    env = {k: v for k, v in _env().items() if not k.startswith("MLFLOW_HTTP_")}
+    uri = f"http://127.0.0.1:{_free_port()}"
+    out = subprocess.run(
+        [sys.executable, "-c", code, uri],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,  # mlflow's default retries take ~256 s; the bound: ~15 s plus imports
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["MlflowException", "True"], out.stdout + out.stderr
+
+
 # ----------------------------------------------------------------------------- killed runs
 
 _OWNER = """

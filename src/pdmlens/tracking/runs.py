@@ -259,7 +259,7 @@ class Tracker:
         runs left RUNNING by killed pdmlens processes of this host are marked KILLED."""
         try:
             self.close_orphaned_runs()
-        except MlflowException:  # a courtesy to earlier runs: never stops this one
+        except Exception:  # a courtesy to earlier runs: never stops this one
             log.exception("could not close orphaned runs")
         parent = self.start_parent(
             experiment,
