@@ -30,7 +30,12 @@ from pdmlens.tracking import (
     mlflow_ui_command,
     registered_model_name,
 )
-from pdmlens.tracking.champion import CHAMPION, current_champion, reconcile_champion
+from pdmlens.tracking.champion import (
+    CHAMPION,
+    current_champion,
+    reconcile_champion,
+    set_champion,
+)
 from pdmlens.tracking.orphans import (
     TAG_KILLED_REASON,
     TAG_OWNER_PID,
@@ -349,6 +354,33 @@ def test_two_runs_racing_for_the_champion_end_on_the_better_model(tracker, guard
         assert source_score == (5.0 if prior else 10.0), (name, champ.version)
         if prior:  # neither racer ever held the alias
             assert not any(g[4] for g in got if g[1] == i)
+
+
+def test_setting_a_new_alias_at_once_from_two_writers_succeeds(tracker):
+    """Both writers find no alias row and insert one; the store's unique key rejects the
+    second insert, which :func:`set_champion` retries as an update."""
+    errors: list[str] = []
+    for i in range(20):
+        name = f"alias-race-{i}"
+        tracker.client.create_registered_model(name)
+        for v in range(2):
+            tracker.client.create_model_version(name, source=f"file:///models/{v}")
+        barrier = threading.Barrier(2)
+
+        def write(version: str, name: str = name, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait(timeout=TIMEOUT)
+            try:
+                set_champion(tracker.client, name, version)
+            except Exception as exc:  # collected: the assertion below names it
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=write, args=(v,)) for v in ("1", "2")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=TIMEOUT)
+        assert str(current_champion(tracker.client, name).version) in ("1", "2")
+    assert errors == []
 
 
 def test_reconcile_moves_a_stale_alias_to_the_winner(tracker):

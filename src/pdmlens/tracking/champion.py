@@ -108,7 +108,7 @@ def register_model(
             on_new_data,
         )  # fmt: skip
         if better:
-            client.set_registered_model_alias(name, CHAMPION, mv.version)
+            set_champion(client, name, str(mv.version))
         client.set_model_version_tag(name, mv.version, TAG_REASON, reason)
         if not locked:
             winner = reconcile_champion(client, name, since=prev, on_new_data=on_new_data)
@@ -203,8 +203,21 @@ def reconcile_champion(
         winner = str(best.version) if best is not None else None
         if winner is None or (alias is not None and str(alias.version) == winner):
             return winner
-        client.set_registered_model_alias(name, CHAMPION, winner)
+        set_champion(client, name, winner)
     return winner
+
+
+def set_champion(client: MlflowClient, name: str, version: str, tries: int = 3) -> None:
+    """Point the alias ``champion`` of ``name`` at ``version``. Retried: two processes setting
+    an alias that does not exist yet both try to insert its row, and the second one fails on
+    the store's unique key (it succeeds as an update on the next try)."""
+    for attempt in range(tries):
+        try:
+            client.set_registered_model_alias(name, CHAMPION, version)
+            return
+        except MlflowException:
+            if attempt == tries - 1:
+                raise
 
 
 def _versions(client: MlflowClient, name: str) -> Iterable[Any]:
@@ -248,4 +261,4 @@ def undo(client: MlflowClient, uri: str, reg: Registration) -> None:
             and holder is not None
             and str(holder.version) == reg.version
         ):
-            client.set_registered_model_alias(reg.name, CHAMPION, reg.previous_champion)
+            set_champion(client, reg.name, reg.previous_champion)
