@@ -451,28 +451,12 @@ def ui_cmd(
 ) -> None:
     """Start the MLflow UI on 127.0.0.1 over the local store (or the configured one)."""
     import subprocess
-    import sys
 
-    from pdmlens.tracking import resolve_artifact_root, resolve_tracking_uri
+    from pdmlens.tracking.ui import mlflow_ui_command
 
     cfg = load_config(config)
-    uri = resolve_tracking_uri(cfg.tracking)
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backend-store-uri",
-        uri,
-    ]
-    root = resolve_artifact_root(uri, cfg.tracking)
-    if root:
-        cmd += ["--default-artifact-root", root]
-    typer.echo(f"MLflow UI on http://127.0.0.1:{port} over {uri} (Ctrl-C stops)", err=True)
+    cmd, uri, address = mlflow_ui_command(cfg.tracking, port)
+    typer.echo(f"MLflow UI on {address} over {uri} (Ctrl-C stops)", err=True)
     raise typer.Exit(subprocess.call(cmd))
 
 

@@ -45,3 +45,7 @@ class DataValidationError(PdmlensError):
 
 class NotFittedError(PdmlensError, ValueError):
     """An estimator was used before `fit`."""
+
+
+class TrackingUnavailableError(PdmlensError):
+    """The MLflow tracking store cannot be reached or written (checked before a run)."""

@@ -1,28 +1,24 @@
-"""MLflow layer: runs, params, metrics, artifacts, models and the registry, by explicit id.
+"""Runs of a pipeline in MLflow: the parent run, its children, params, batched metrics,
+tags, dataset inputs and artifacts, by explicit run id; models and champion promotion are
+delegated to :mod:`pdmlens.tracking.models` and :mod:`pdmlens.tracking.champion`.
 
-The only module of the library that imports mlflow. Everything goes through one
-``MlflowClient`` and explicit run ids, never MLflow's "active run": that is per thread, and
-Prefect runs tasks in threads, so a run started in one task is invisible to the next. A
-pipeline run is a parent run (tags: dataset hash, code version, Prefect flow-run id) with
-child runs (``lstm``, ``random_forest``, ``signatures``) created with the parent's id.
+Everything goes through one ``MlflowClient`` and explicit run ids, never MLflow's "active
+run": that is per thread, and Prefect runs tasks in threads, so a run started in one task is
+invisible to the next. A pipeline run is a parent run (tags: dataset hash, code version,
+Prefect flow-run id, owner process) with child runs (``lstm``, ``random_forest``,
+``signatures``) created with the parent's id.
 
 Writes are batched (``log_batch``): on the SQLite store one call costs ~10 ms whatever it
-carries. Models are logged as pyfunc models whose wrapper reloads the estimator's own save
-file, so the LSTM accepts any window length; logging them does not touch MLflow's global
-tracking URI either. Registration moves the alias ``champion`` only when the new model
-beats the current champion on the same data (see :meth:`Tracker.register_model`), and
-:meth:`Tracker.tracked_run` defers registration to the very end, so a run that fails
+carries. :meth:`Tracker.tracked_run` closes runs orphaned by killed processes first
+(:mod:`pdmlens.tracking.orphans`), defers registration to the very end, so a run that fails
 midway registers nothing and leaves its parent and children FAILED.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import logging
-import math
-import os
 import re
 import subprocess
 import tempfile
@@ -31,41 +27,31 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import mlflow
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities import (
-    DatasetInput,
-    InputTag,
-    LoggedModelOutput,
-    LoggedModelStatus,
-    Metric,
-    Param,
-    RunStatus,
-    RunTag,
-    ViewType,
-)
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
-from mlflow.models import Model, ModelSignature
-from mlflow.types import Schema, TensorSpec
 
-from pdmlens.config import TrackingConfig, env
+from pdmlens.config import TrackingConfig
+from pdmlens.tracking import champion as champion_rules
+from pdmlens.tracking import models
+from pdmlens.tracking.champion import Registration
+from pdmlens.tracking.orphans import close_orphaned_runs, owner_tags
+from pdmlens.tracking.store import (
+    check_tracking_reachable,
+    open_client,
+    resolve_artifact_root,
+    resolve_tracking_uri,
+)
 
 log = logging.getLogger(__name__)
-# no tqdm bars in pipeline logs while models are copied (unless the user asked for them)
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
-CHAMPION = "champion"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
-TAG_DATASET_HASH = "pdmlens.dataset_hash"
+TAG_DATASET_HASH = champion_rules.TAG_DATASET_HASH
 TAG_DATASET = "pdmlens.dataset"
 TAG_VERSION = "pdmlens.version"
 TAG_GIT_COMMIT = "pdmlens.git_commit"
@@ -73,62 +59,13 @@ TAG_FLOW_RUN = "pdmlens.flow_run_id"
 MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 MAX_PARAMS_PER_BATCH = 100
 MAX_METRICS_PER_BATCH = 1000
-_INPUT_EXAMPLE_ROWS = 2
 _KEY_BAD = re.compile(r"[^\w\-. /]")
-
-
-# ----------------------------------------------------------------------------- locations
-
-
-def resolve_tracking_uri(
-    cfg: TrackingConfig | None = None, base_dir: str | Path | None = None
-) -> str:
-    """``cfg.uri``, else ``$MLFLOW_TRACKING_URI``, else the local SQLite store; a relative
-    SQLite path is made absolute against ``base_dir`` (default: the working directory)
-    and its folder created."""
-    uri = cfg.uri if cfg is not None else None
-    uri = uri or env("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    db = _sqlite_path(uri)
-    if db is None:
-        return uri
-    query = uri[uri.index("?") :] if "?" in uri else ""
-    path = Path(db)
-    if not path.is_absolute():
-        path = Path(base_dir or Path.cwd()).resolve() / path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}{query}"
-
-
-def resolve_artifact_root(
-    tracking_uri: str, cfg: TrackingConfig | None = None, base_dir: str | Path | None = None
-) -> str | None:
-    """Artifact location root for new experiments: ``cfg.artifact_root`` (a URI, or a path
-    made absolute), else ``artifacts/`` beside a SQLite database; None lets a tracking
-    server choose."""
-    root = cfg.artifact_root if cfg is not None else None
-    if root:
-        if "://" in root:
-            return root.rstrip("/")
-        path = Path(root)
-        if not path.is_absolute():
-            path = Path(base_dir or Path.cwd()).resolve() / path
-        return path.as_uri()
-    db = _sqlite_path(tracking_uri)
-    if db is None or db == ":memory:":
-        return None
-    return (Path(db).parent / "artifacts").resolve().as_uri()
-
-
-def _sqlite_path(uri: str) -> str | None:
-    if not uri.startswith("sqlite:///"):
-        return None
-    return uri[len("sqlite:///") :].split("?", 1)[0]
 
 
 @lru_cache(maxsize=1)
 def code_version() -> dict[str, str]:
     """pdmlens's version and, when the package sits in a git checkout, its commit."""
-    out = {TAG_VERSION: _package_version("pdmlens") or "unknown"}
+    out = {TAG_VERSION: models.package_version("pdmlens") or "unknown"}
     here = Path(__file__).resolve().parent
     if any((p / ".git").exists() for p in here.parents):
         with contextlib.suppress(OSError, subprocess.SubprocessError):
@@ -145,19 +82,9 @@ def code_version() -> dict[str, str]:
     return out
 
 
-def _package_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def registered_model_name(kind: str, dataset: str) -> str:
     """``pdmlens-<kind>-<dataset>`` with characters the registry dislikes replaced."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"pdmlens-{kind}-{dataset}")
-
-
-# ----------------------------------------------------------------------------- values
 
 
 def _param_value(value: Any) -> str:
@@ -177,56 +104,6 @@ def _chunks(items: list, size: int) -> Iterator[list]:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-# ----------------------------------------------------------------------------- models
-
-
-class EstimatorPyfunc(mlflow.pyfunc.PythonModel):
-    """Pyfunc wrapper around a pdmlens estimator saved in its own format.
-
-    The model's one artifact is what ``estimator.save(path)`` wrote (the LSTM: params and
-    state dict, so windows of any length work; the forest: a joblib file); loading calls the
-    class's ``load(path)``. The estimator class must be importable where the model loads
-    (pdmlens installed). Input: float32 windows [N, W, F]; output: ``estimator.predict``.
-    """
-
-    def __init__(self, estimator_class: str) -> None:
-        self.estimator_class = estimator_class
-        self.estimator_: Any = None
-
-    def load_context(self, context) -> None:
-        module, _, qualname = self.estimator_class.partition(":")
-        cls: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            cls = getattr(cls, part)
-        self.estimator_ = cls.load(context.artifacts["estimator"])
-
-    def predict(self, context, model_input: np.ndarray, params=None) -> np.ndarray:
-        x = np.asarray(model_input, dtype=np.float32)
-        return np.asarray(self.estimator_.predict(x))
-
-
-def _requirements(*packages: str) -> list[str]:
-    out = []
-    for name in packages:
-        version = _package_version(name)
-        out.append(f"{name}=={version}" if version else name)
-    return out
-
-
-# ----------------------------------------------------------------------------- registry
-
-
-@dataclass(frozen=True)
-class Registration:
-    """Outcome of registering one model version."""
-
-    name: str
-    version: str
-    champion: bool
-    reason: str
-    previous_champion: str | None = None
 
 
 @dataclass
@@ -267,9 +144,6 @@ class TrackedRun:
         )
 
 
-# ----------------------------------------------------------------------------- tracker
-
-
 class Tracker:
     """All MLflow writes of a pipeline run, by explicit run id (thread-safe use)."""
 
@@ -277,7 +151,22 @@ class Tracker:
         self.cfg = cfg or TrackingConfig()
         self.uri = resolve_tracking_uri(self.cfg, base_dir)
         self.artifact_root = resolve_artifact_root(self.uri, self.cfg, base_dir)
-        self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+        self.client = open_client(self.uri)
+
+    def preflight(self, timeout: float = 5.0) -> None:
+        """Raise :class:`~pdmlens.errors.TrackingUnavailableError` within about ``timeout``
+        seconds when the store cannot be used (see
+        :func:`~pdmlens.tracking.store.check_tracking_reachable`)."""
+        check_tracking_reachable(self.uri, timeout)
+
+    def close_orphaned_runs(self, experiment: str | None = None) -> list[str]:
+        """Mark KILLED the RUNNING runs of ``experiment`` (default: every experiment) whose
+        owner process on this host is gone; returns their ids (the rule:
+        :mod:`pdmlens.tracking.orphans`)."""
+        if experiment is None:
+            return close_orphaned_runs(self.client)
+        exp = self.client.get_experiment_by_name(experiment)
+        return [] if exp is None else close_orphaned_runs(self.client, [exp.experiment_id])
 
     # -- experiments and runs
 
@@ -308,7 +197,7 @@ class Tracker:
         flow_run_id: str | None = None,
     ) -> str:
         """Create the parent run of a pipeline run; returns its id."""
-        all_tags: dict[str, str] = {RUN_NAME_TAG: run_name, **code_version()}
+        all_tags: dict[str, str] = {RUN_NAME_TAG: run_name, **code_version(), **owner_tags()}
         for key, value in (
             (TAG_DATASET_HASH, dataset_hash),
             (TAG_DATASET, dataset),
@@ -366,7 +255,12 @@ class Tracker:
         """A parent run for the ``with`` block. On an exception, parent and children are
         marked FAILED and nothing queued with ``register_later`` is registered; otherwise
         the queued registrations run last (a failure there undoes the ones already made),
-        then open children and the parent are marked FINISHED."""
+        then open children and the parent are marked FINISHED. Before the parent starts,
+        runs left RUNNING by killed pdmlens processes of this host are marked KILLED."""
+        try:
+            self.close_orphaned_runs()
+        except Exception:  # a courtesy to earlier runs: never stops this one
+            log.exception("could not close orphaned runs")
         parent = self.start_parent(
             experiment,
             run_name,
@@ -379,7 +273,9 @@ class Tracker:
         try:
             yield run
             if self.cfg.register:
-                run.registrations = self._register_all(run.pending)
+                run.registrations = champion_rules.register_all(
+                    self.client, self.uri, run.pending, self.cfg.champion_on_new_data
+                )
             elif run.pending:
                 log.info("registration is off: %d model(s) not registered", len(run.pending))
         except BaseException as exc:
@@ -441,8 +337,8 @@ class Tracker:
     ) -> None:
         """Record ``frame`` as an MLflow dataset input of the run (schema, size, digest).
         ``source`` is a path (kept as a local source) or a free description."""
-        import mlflow.data
         from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.pandas_dataset import from_pandas
 
         src: Any = (
             str(source)
@@ -451,7 +347,7 @@ class Tracker:
         )
         with warnings.catch_warnings():  # a local path "can be interpreted in multiple ways"
             warnings.filterwarnings("ignore", message=".*multiple ways.*")
-            dataset = mlflow.data.from_pandas(frame, source=src, name=name, digest=digest)
+            dataset = from_pandas(frame, source=src, name=name, digest=digest)
         self.client.log_inputs(
             run_id,
             [
@@ -513,14 +409,15 @@ class Tracker:
     ) -> str:
         """Log a fitted LSTMEstimator (``save``/``load``) as a pyfunc model taking float32
         windows [N, W, F] of any length W; returns the ``models:/<model_id>`` URI."""
-        return self._log_estimator(
+        return models.log_estimator(
+            self.client,
             run_id,
             estimator,
             input_example,
             name=name,
             filename="lstm.pt",
             any_length=True,
-            requirements=("mlflow", "torch", "scikit-learn", "numpy", "pandas"),
+            packages=models.LSTM_REQUIREMENTS,
         )
 
     def log_forest_model(
@@ -528,97 +425,25 @@ class Tracker:
     ) -> str:
         """Log a fitted ForestEstimator (``save``/``load``, joblib) as a pyfunc model taking
         float32 windows [N, W, F] of the example's length W; returns its model URI."""
-        return self._log_estimator(
+        return models.log_estimator(
+            self.client,
             run_id,
             estimator,
             input_example,
             name=name,
             filename="forest.joblib",
             any_length=False,
-            requirements=("mlflow", "scikit-learn", "joblib", "torch", "numpy", "pandas"),
+            packages=models.FOREST_REQUIREMENTS,
         )
-
-    def _log_estimator(
-        self,
-        run_id: str,
-        estimator: Any,
-        input_example: np.ndarray,
-        *,
-        name: str,
-        filename: str,
-        any_length: bool,
-        requirements: tuple[str, ...],
-    ) -> str:
-        x = np.ascontiguousarray(np.asarray(input_example, dtype=np.float32)[:_INPUT_EXAMPLE_ROWS])
-        if x.ndim != 3 or len(x) == 0:
-            raise ValueError(f"input_example must be windows [N, W, F], got shape {x.shape}")
-        pred = np.asarray(estimator.predict(x))
-        time_steps = -1 if any_length else x.shape[1]
-        signature = ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, time_steps, x.shape[2]))]),
-            outputs=Schema([TensorSpec(pred.dtype, (-1, *pred.shape[1:]))]),
-        )
-        cls = type(estimator)
-        wrapper = EstimatorPyfunc(f"{cls.__module__}:{cls.__qualname__}")
-        experiment_id = self.client.get_run(run_id).info.experiment_id
-        logged = self.client.create_logged_model(
-            experiment_id,
-            name=name,
-            source_run_id=run_id,
-            tags={"pdmlens.estimator": wrapper.estimator_class},
-        )
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                saved = Path(tmp) / "estimator" / filename
-                estimator.save(saved)
-                mlflow_model = Model(
-                    artifact_path=logged.artifact_location,
-                    model_uuid=logged.model_id,
-                    run_id=run_id,
-                    model_id=logged.model_id,
-                )
-                local = Path(tmp) / "model"
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*type hints.*")
-                    mlflow.pyfunc.save_model(
-                        path=str(local),
-                        python_model=wrapper,
-                        artifacts={"estimator": str(saved)},
-                        mlflow_model=mlflow_model,
-                        signature=signature,
-                        input_example=x,
-                        pip_requirements=_requirements(*requirements),
-                    )
-                self.client.log_model_artifacts(logged.model_id, str(local))
-            self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
-        except BaseException:
-            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
-            raise
-        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
-        return f"models:/{logged.model_id}"
 
     def model_location(self, model_uri: str) -> str:
         """The artifact URI holding a model given as ``models:/<model_id>``,
         ``models:/<name>/<version>``, ``models:/<name>@<alias>`` or ``runs:/<id>/<path>``."""
-        if model_uri.startswith("models:/"):
-            ref = model_uri[len("models:/") :]
-            if "@" in ref:
-                mv = self.client.get_model_version_by_alias(*ref.split("@", 1))
-            elif "/" in ref:
-                mv = self.client.get_model_version(*ref.split("/", 1))
-            else:
-                return self.client.get_logged_model(ref).artifact_location
-            if mv.model_id:
-                return self.client.get_logged_model(mv.model_id).artifact_location
-            return self.model_location(mv.source)
-        if model_uri.startswith("runs:/"):
-            run_id, _, path = model_uri[len("runs:/") :].partition("/")
-            return f"{self.client.get_run(run_id).info.artifact_uri}/{path}"
-        return model_uri
+        return models.model_location(self.client, model_uri)
 
     def load_model(self, model_uri: str) -> Any:
         """``mlflow.pyfunc.load_model`` resolved against this tracker's store."""
-        return mlflow.pyfunc.load_model(self.model_location(model_uri))
+        return models.load_model(self.client, model_uri)
 
     # -- registry
 
@@ -632,105 +457,20 @@ class Tracker:
         higher_is_better: bool = False,
     ) -> Registration:
         """Register ``model_uri`` as a new version of ``name`` and move the alias
-        ``champion`` to it when it beats the current champion.
-
-        The champion's score is the metric ``metric_name`` of its source run; the new
-        model's is ``metric_value``. Strictly better wins, a tie keeps the champion. "Same
-        data" means the same ``pdmlens.dataset_hash`` tag on both source runs. When the
-        champion was trained on other data the scores are not comparable and
-        ``cfg.champion_on_new_data`` decides: ``replace`` (default, the model of the newest
-        data takes over) or ``keep``. No champion, or a champion without the metric (or
-        NaN): the new model takes the alias; a NaN new score never does.
-        """
-        with contextlib.suppress(MlflowException):  # already exists
-            self.client.create_registered_model(name)
-        new_hash = self.client.get_run(run_id).data.tags.get(TAG_DATASET_HASH)
-        model_id = model_uri[len("models:/") :] if _is_logged_model_uri(model_uri) else None
-        # the source is the artifact location itself: the SQL registry resolves a
-        # models:/ source through MLflow's global tracking URI, not this client's
-        mv = self.client.create_model_version(
+        ``champion`` to it when it beats the current champion; the rule, including
+        ``cfg.champion_on_new_data`` and what guards racing runs, is
+        :mod:`pdmlens.tracking.champion`'s."""
+        return champion_rules.register_model(
+            self.client,
+            self.uri,
+            model_uri,
             name,
-            source=self.model_location(model_uri),
-            run_id=run_id,
-            model_id=model_id,
-            tags={
-                "pdmlens.metric": metric_name,
-                "pdmlens.metric_value": repr(float(metric_value)),
-                TAG_DATASET_HASH: new_hash or "",
-            },
+            run_id,
+            metric_name,
+            metric_value,
+            higher_is_better,
+            self.cfg.champion_on_new_data,
         )
-        champion = self._champion(name)
-        prev = str(champion.version) if champion is not None else None
-        better, reason = self._beats(
-            champion, metric_name, float(metric_value), higher_is_better, new_hash
-        )
-        if better:
-            self.client.set_registered_model_alias(name, CHAMPION, mv.version)
-        self.client.set_model_version_tag(name, mv.version, "pdmlens.champion_reason", reason)
-        log.info(
-            "registered %s v%s (%s): %s",
-            name,
-            mv.version,
-            "champion" if better else "not champion",
-            reason,
-        )
-        return Registration(name, str(mv.version), better, reason, prev)
-
-    def _champion(self, name: str) -> Any:
-        try:
-            return self.client.get_model_version_by_alias(name, CHAMPION)
-        except MlflowException:
-            return None
-
-    def _beats(
-        self,
-        champion: Any,
-        metric_name: str,
-        value: float,
-        higher_is_better: bool,
-        new_hash: str | None,
-    ) -> tuple[bool, str]:
-        if math.isnan(value):
-            return False, f"new {metric_name} is NaN"
-        if champion is None:
-            return True, "first model"
-        if not champion.run_id:
-            return True, "champion has no source run"
-        run = self.client.get_run(champion.run_id)
-        old_hash = run.data.tags.get(TAG_DATASET_HASH)
-        if new_hash and old_hash and new_hash != old_hash:
-            keep = self.cfg.champion_on_new_data == "keep"
-            return (not keep), (
-                "champion trained on other data: " + ("kept" if keep else "replaced")
-            )
-        old = run.data.metrics.get(metric_name)
-        if old is None or math.isnan(old):
-            return True, f"champion v{champion.version} has no {metric_name}"
-        better = value > old if higher_is_better else value < old
-        verdict = "beats" if better else "does not beat"
-        return better, f"{metric_name} {value:.6g} {verdict} v{champion.version}'s {old:.6g}"
-
-    def _register_all(self, pending: list[dict[str, Any]]) -> list[Registration]:
-        done: list[Registration] = []
-        try:
-            for item in pending:
-                done.append(self.register_model(**item))
-        except BaseException:
-            for reg in reversed(done):
-                self._undo(reg)
-            raise
-        return done
-
-    def _undo(self, reg: Registration) -> None:
-        with contextlib.suppress(MlflowException):
-            self.client.delete_model_version(reg.name, reg.version)
-            if reg.champion and reg.previous_champion is not None:
-                self.client.set_registered_model_alias(reg.name, CHAMPION, reg.previous_champion)
-
-
-def _is_logged_model_uri(uri: str) -> bool:
-    ref = uri[len("models:/") :] if uri.startswith("models:/") else None
-    return ref is not None and "/" not in ref and "@" not in ref
 
 
 def _parent_or_none(path: Path) -> str | None:
