@@ -267,6 +267,16 @@ def eval_split(data: PreparedData) -> str:
     return "test" if data.test is not None and len(data.test) else "val"
 
 
+def task_scored_by(metric_names: Any) -> Task:
+    """The task whose headline metric is among ``metric_names`` (e.g. the keys of a run
+    summary's model section); ValueError when none is."""
+    names = set(metric_names)
+    for task in TASKS.values():
+        if task.headline in names:
+            return task
+    raise ValueError(f"no task's headline metric among {sorted(names)}")
+
+
 def task_of(cfg: RunConfig) -> Task:
     """The task a run configuration asks for (``cfg.model.task``)."""
     return Task.from_name(cfg.model.task)

@@ -23,7 +23,7 @@ from pdmlens.steps.common import EpochCallback, Progress
 from pdmlens.steps.data_steps import dataset_name, ingest, load_fleets, prepare
 from pdmlens.steps.evaluation import evaluate
 from pdmlens.steps.explanation import explain
-from pdmlens.steps.graph import PIPELINE, StepSpec, call_step, run_steps, step
+from pdmlens.steps.graph import PIPELINE, STEP_NAMES, StepSpec, call_step, run_steps, step
 from pdmlens.steps.keys import file_digest, ingest_key, input_files, prepare_key
 from pdmlens.steps.profiling import signatures
 from pdmlens.steps.training import (
@@ -40,6 +40,7 @@ __all__ = [
     "LSTM_TARGET",
     "OUTPUT_FILE",
     "PIPELINE",
+    "STEP_NAMES",
     "EpochCallback",
     "Progress",
     "StepOutput",

@@ -141,6 +141,9 @@ PIPELINE: tuple[StepSpec, ...] = (
     ),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in PIPELINE)
+LOG_AFTER: tuple[str, ...] = ("evaluate",)
+"""the flow logs results and models to MLflow once these steps are done: the models'
+scores are never computed beside the logging's own model loading and inference"""
 
 
 def step(name: str) -> StepSpec:
