@@ -33,7 +33,7 @@ from pdmlens.results import (
     TEST,
     StepResult,
     model_metrics,
-    test_metric,
+    score_name,
 )
 from pdmlens.steps import load_example
 from pdmlens.steps.graph import (
@@ -343,7 +343,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
         # failure at all)
         for kind in MODELS:
             value = results["evaluate"].metrics.get(
-                test_metric(kind.name, task.headline), float("nan")
+                score_name(kind.name, task.headline), float("nan")
             )
             run.register_later(
                 uris[kind.name].result(),

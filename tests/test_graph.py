@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pdmlens.config import RunConfig
-from pdmlens.results import MODELS, StepResult, model_metrics, test_metric, test_metrics
+from pdmlens.results import MODELS, StepResult, model_metrics, model_scores, score_name
 from pdmlens.steps import graph
 
 
@@ -67,9 +67,9 @@ def test_the_runner_and_the_flow_walk_the_same_graph() -> None:
 
 def test_metric_names_are_made_and_taken_apart_in_one_place() -> None:
     ev = {"lstm_test_rmse": 1.0, "lstm_test_all_rmse": 2.0, "forest_test_rmse": 3.0}
-    assert test_metric("lstm", "rmse") == "lstm_test_rmse"
+    assert score_name("lstm", "rmse") == "lstm_test_rmse"
     assert model_metrics(ev, "lstm") == {"test_rmse": 1.0, "test_all_rmse": 2.0}
-    assert test_metrics(ev, "forest") == {"rmse": 3.0}
+    assert model_scores(ev, "forest") == {"rmse": 3.0}
 
 
 def test_step_result_round_trips_through_json(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ and a notebook need nothing but the folder. This module imports neither the step
 report: both build on it.
 
 Metric names are made here and taken apart here: evaluate logs ``<model>_test_<metric>``
-(:func:`test_metric`) on the parent run and each model's own part (:func:`model_metrics`)
+(:func:`score_name`) on the parent run and each model's own part (:func:`model_metrics`)
 on that model's child run. The two models, their files and the MLflow runs they are
 logged to are :data:`MODELS`.
 """
@@ -62,7 +62,7 @@ TEST_ALL = "test_all_"
 """... and over every evaluated window ``<model>_test_all_<name>``"""
 
 
-def test_metric(model: str, name: str) -> str:
+def score_name(model: str, name: str) -> str:
     """evaluate's metric ``name`` of ``model`` (``lstm``, ``forest``): ``lstm_test_rmse``."""
     return f"{model}_{TEST}{name}"
 
@@ -74,10 +74,10 @@ def model_metrics(metrics: dict[str, float], model: str) -> dict[str, float]:
     return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
 
 
-def test_metrics(metrics: dict[str, float], model: str) -> dict[str, float]:
+def model_scores(metrics: dict[str, float], model: str) -> dict[str, float]:
     """evaluate's test metrics of ``model`` without ``<model>_test_`` (``rmse``,
     ``all_pr_auc``, ...)."""
-    prefix = test_metric(model, "")
+    prefix = score_name(model, "")
     return {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
 
 

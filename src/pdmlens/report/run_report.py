@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from pdmlens.report.html import EXPLAIN, Section, render_report
-from pdmlens.results import MODELS, StepResult, test_metrics
+from pdmlens.results import MODELS, StepResult, model_scores
 from pdmlens.task import Task, task_scored_by
 
 
@@ -38,7 +38,7 @@ def summary(outputs: dict[str, StepResult]) -> dict[str, Any]:
     for model in MODELS:
         out[model.name] = {
             k: v
-            for k, v in test_metrics(ev.metrics, model.name).items()
+            for k, v in model_scores(ev.metrics, model.name).items()
             if not k.startswith("all_") or k in all_keys
         }
     out["lstm"]["train_seconds"] = outputs["train_lstm"].metrics.get("train_seconds")

@@ -19,7 +19,7 @@ from pdmlens.results import (
     TEST_ALL,
     StepResult,
     clean_metrics,
-    test_metric,
+    score_name,
 )
 from pdmlens.steps.common import save_fig
 from pdmlens.steps.training import load_models
@@ -68,12 +68,12 @@ def evaluate(
             est.threshold_,
             cap,
         )
-        metrics.update({test_metric(name, k): v for k, v in last_rep.items()})
+        metrics.update({score_name(name, k): v for k, v in last_rep.items()})
         metrics.update({f"{name}_{TEST_ALL}{k}": v for k, v in all_rep.items()})
     if pred_last:  # RUL: the charts of predicted against true RUL
         truth = last.window_targets
         for name in models:
-            label = f"{name} (RMSE {metrics[test_metric(name, 'rmse')]:.1f})"
+            label = f"{name} (RMSE {metrics[score_name(name, 'rmse')]:.1f})"
             figures[f"figures/predicted_vs_true_{name}.png"] = save_fig(
                 predicted_vs_true(
                     pred_last[name],
@@ -103,8 +103,8 @@ def evaluate(
         "n_units": len(last),
         "n_windows": len(every),
         "key": key,
-        LSTM.name: metrics.get(test_metric(LSTM.name, key)),
-        FOREST.name: metrics.get(test_metric(FOREST.name, key)),
+        LSTM.name: metrics.get(score_name(LSTM.name, key)),
+        FOREST.name: metrics.get(score_name(FOREST.name, key)),
     }
     log.info(
         "evaluated on %s (%d units): lstm %s %.3f, forest %s %.3f",
