@@ -84,7 +84,7 @@ def _cached(spec: StepSpec, out_dir: Path, cache_root: Path, cfg: RunConfig):
     folders, its cache refreshed when the folder a cached result points to is gone or
     incomplete, retried on transient I/O failures where the step reads the source."""
     complete = (out_dir / OUTPUT_FILE).is_file()
-    retry = (
+    retry: dict[str, Any] = (
         {
             "retries": cfg.pipeline.retries,
             "retry_delay_seconds": exponential_backoff(2),
@@ -138,11 +138,12 @@ def step_task(
 
 def _epoch_logger(cfg: RunConfig, tracking: dict, run_id: str | None) -> Any:
     """Each epoch's row to the MLflow run ``run_id`` and a line to the Prefect log."""
-    epoch_log = Tracker(**tracking).make_epoch_callback(run_id)
+    epoch_log = Tracker(**tracking).make_epoch_callback(run_id) if run_id else None
     logger = get_run_logger()
 
     def on_epoch(epoch: int, row: dict[str, float]) -> None:
-        epoch_log(epoch, row)
+        if epoch_log is not None:
+            epoch_log(epoch, row)
         if "refit_train_loss" in row:  # the refit on training + validation units
             logger.info("LSTM refit epoch %d: train loss %.4f", epoch + 1, row["refit_train_loss"])
             return
@@ -304,6 +305,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
                 tracking,
                 run_id,
                 wait_for=[futures[a] for a in spec.after],
+                return_state=False,
             )
             futures[spec.name] = fut
         # logging starts once the scoring is done (LOG_AFTER), so nothing runs beside it

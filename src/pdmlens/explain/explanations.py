@@ -66,8 +66,9 @@ class Explanations:
     deletions: dict[str, Any]
     """model name -> DeletionResult"""
     groundtruth: pd.DataFrame | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    """the headline numbers, in the order they are logged"""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    """the headline numbers, in the order they are logged (None or NaN where a number
+    could not be computed; the step keeps the finite ones)"""
 
     @property
     def n_explained(self) -> int:
@@ -99,7 +100,7 @@ def compute_explanations(
     ec = cfg.explain
     split, _, every = task.eval_windows(data, cfg.window)
     train = data.windows("train", cfg.window, task.target(data))
-    metrics: dict[str, float] = {}
+    metrics: dict[str, Any] = {}
 
     def tick(what: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: progress(what, done, total)) if progress else None
