@@ -74,5 +74,6 @@ def test_metric_names_are_made_and_taken_apart_in_one_place() -> None:
 
 def test_step_result_round_trips_through_json(tmp_path: Path) -> None:
     res = StepResult("x", str(tmp_path), metrics={"a": 1.5}, info={"k": [1, 2]}, seconds=0.25)
-    assert StepResult.load(tmp_path) == res.save()
+    assert res.save() is res
+    assert StepResult.load(tmp_path) == res
     assert StepResult.coerce(vars(res)) == res and StepResult.coerce(res) is res
