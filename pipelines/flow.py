@@ -35,12 +35,11 @@ from pdmlens.results import (
     model_metrics,
     score_name,
 )
-from pdmlens.steps import load_example
+from pdmlens.steps import graph, load_example
 from pdmlens.steps.graph import (
     CHILD_RUNS,
     LOG_AFTER,
     PARENT,
-    PIPELINE,
     StepSpec,
     call_step,
     step,
@@ -239,7 +238,8 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     results: dict[str, StepResult] = {}
     keys: dict[str, str] = {}
     cached: dict[str, bool] = {}
-    cached_steps = [s for s in PIPELINE if s.cache_key is not None]
+    pipeline = graph.PIPELINE  # read at run time: a test may swap a step's function
+    cached_steps = [s for s in pipeline if s.cache_key is not None]
     for spec in cached_steps:
         assert spec.cache_key is not None
         keys[spec.name] = spec.cache_key(cfg, *(keys[i] for i in spec.inputs))
@@ -293,7 +293,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
         futures: dict[str, Any] = {}
         uris: dict[str, Any] = {}
         logs = []
-        for spec in PIPELINE:
+        for spec in pipeline:
             if spec.cache_key is not None:
                 continue
             run_id = runs[spec.run] if spec.run else None
@@ -310,7 +310,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
             futures[spec.name] = fut
         # logging starts once the scoring is done (LOG_AFTER), so nothing runs beside it
         scored = [futures[name] for name in LOG_AFTER]
-        for spec in PIPELINE:
+        for spec in pipeline:
             if spec.name not in futures:
                 continue
             fut = futures[spec.name]
@@ -320,7 +320,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
                 )
             if spec.run is not None:
                 logs.append(log_step_task.submit(tracking, runs[spec.run], fut, wait_for=scored))
-        for spec in PIPELINE:
+        for spec in pipeline:
             if spec.name in futures:
                 results[spec.name] = futures[spec.name].result()
         # each model's own evaluate metrics on its child run, without the model prefix
