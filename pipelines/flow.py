@@ -1,11 +1,13 @@
 """The main pdmlens flow: ingest -> prepare -> train LSTM || train forest -> evaluate ->
 explain || signatures -> report, one Prefect task per step, everything logged to MLflow.
 
-Orchestration only: every task calls one function of :mod:`pdmlens.steps` (the maths) or
-of :class:`pdmlens.tracking.Tracker` (MLflow). Tasks pass small values between them (step
-summaries with paths, run ids), never DataFrames. Ingest and prepare are cached by the
-content key of their inputs and config (``pdmlens.steps.ingest_key``/``prepare_key``) and
-write into content-addressed folders, so a second run on the same data reuses both. I/O
+Orchestration only: the flow walks the pipeline graph (:data:`pdmlens.steps.graph.PIPELINE`,
+the same definition :func:`pdmlens.steps.run_steps` walks); each task calls one step
+(``call_step``) or one method of :class:`pdmlens.tracking.Tracker` (MLflow). Tasks pass
+small values between them (:class:`pdmlens.results.StepResult`: paths, numbers; run ids),
+never DataFrames. The cached steps (ingest, prepare) are keyed by the content of their
+inputs and config (``StepSpec.cache_key``) and write into content-addressed folders, so a
+second run on the same data reuses both. I/O
 tasks (reading the source, logging to MLflow) retry with exponential backoff; bad data is
 never retried. The MLflow parent run is opened once the data is known good; a failure in
 any later task marks the parent and its children FAILED and registers nothing.
