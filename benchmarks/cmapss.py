@@ -41,11 +41,12 @@ import numpy as np
 from pdmlens.config import RunConfig, parse_overrides
 from pdmlens.data.fleet import RUL_RAW, FleetSplits
 from pdmlens.data.prepare import PreparedData, prepare
+from pdmlens.data.sources import load_source
 from pdmlens.data.windows import WindowDataset, cut_units
 from pdmlens.models import metrics
 from pdmlens.models.forest import ForestEstimator
 from pdmlens.models.lstm import LSTMEstimator
-from pdmlens.steps import LSTM_TARGET
+from pdmlens.task import HORIZON, LSTM_TARGET, RUL
 
 log = logging.getLogger("benchmarks.cmapss")
 
@@ -113,18 +114,14 @@ def build_config(a: argparse.Namespace, seed: int) -> RunConfig:
 
 
 def load(cfg: RunConfig) -> FleetSplits:
-    if cfg.data.source == "simulated":
-        from pdmlens.data.simulate import simulate_fleet
-
-        return simulate_fleet(cfg.data.simulator, cfg.seed)
-    from pdmlens.data.cmapss import load_cmapss
-
-    return load_cmapss(cfg.data.path, cfg.data.subset)
+    """The configured source, loaded and validated as the pipeline's ingest step does
+    (without refusing short units: the benchmark's window lengths vary)."""
+    return load_source(cfg.data, seed=cfg.seed)
 
 
 def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[str, Any]:
     w, cap = cfg.window, cfg.prepare.rul_cap
-    train, val = prep.windows("train", w, "rul"), prep.windows("val", w, "rul")
+    train, val = prep.windows("train", w, LSTM_TARGET), prep.windows("val", w, LSTM_TARGET)
     last = prep.windows("test", w, RUL_RAW, last_only=True)
     every = prep.windows("test", w, RUL_RAW)
     out: dict[str, Any] = {"n_train_windows": len(train), "n_test_units": len(last)}
@@ -135,15 +132,15 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
         cut_units(prep.val, a.val_cuts or 10, cfg.seed),
         prep.features,
         w.length,
-        target="rul",
+        target=LSTM_TARGET,
         pad=w.pad,
         last_only=True,
     )
     t0 = time.perf_counter()
-    lstm = LSTMEstimator.from_config(cfg, task="rul").fit(train, cut if a.val_cuts else val)
+    lstm = LSTMEstimator.from_config(cfg, task=RUL.name).fit(train, cut if a.val_cuts else val)
     fit_s = time.perf_counter() - t0
     val_cut = metrics.rmse(lstm.predict(cut), cut.window_targets)
-    shipped, early, refit_s = _refit(cfg, prep, "rul", lstm)
+    shipped, early, refit_s = _refit(cfg, prep, LSTM_TARGET, lstm)
     # validation RMSE on the windows every length up to 50 shares (ending at cycle >= 50),
     # so that window lengths can be compared fairly
     pos = val.end_row - val.unit_start[val.window_unit_index]
@@ -170,7 +167,7 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
         }
     if not a.skip_forest:
         t0 = time.perf_counter()
-        forest = ForestEstimator.from_config(cfg, task="rul").fit(train, val)
+        forest = ForestEstimator.from_config(cfg, task=RUL.name).fit(train, val)
         out["forest"] = {
             "train_seconds": time.perf_counter() - t0,
             "val_rmse": forest.val_metrics_.get("rmse", float("nan")),
@@ -201,7 +198,7 @@ def horizon_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> d
     )
     out: dict[str, Any] = {"n_units": len(proto), "label": col}
     t0 = time.perf_counter()
-    lstm = LSTMEstimator.from_config(cfg, task="horizon").fit(
+    lstm = LSTMEstimator.from_config(cfg, task=HORIZON.name).fit(
         prep.windows("train", w, LSTM_TARGET), prep.windows("val", w, LSTM_TARGET)
     )
     fit_s = time.perf_counter() - t0
@@ -221,7 +218,7 @@ def horizon_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> d
         }
     if not a.skip_forest:
         t0 = time.perf_counter()
-        forest = ForestEstimator.from_config(cfg, task="horizon").fit(train, val)
+        forest = ForestEstimator.from_config(cfg, task=HORIZON.name).fit(train, val)
         out["forest"] = {
             "train_seconds": time.perf_counter() - t0,
             "val_cut_f1": metrics.evaluate_horizon(forest.predict, cut, forest.threshold_)["f1"],

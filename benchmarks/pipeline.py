@@ -1,8 +1,9 @@
 """Orchestration overhead: the same steps as plain function calls vs through the Prefect
 flow with MLflow tracking.
 
-Plain: ``pdmlens.steps`` one after another in this process (ingest, prepare, both models,
-evaluate, explain, signatures, the HTML report), no Prefect, no MLflow. Flow: the real
+Plain: the steps of ``pdmlens.steps.graph.PIPELINE`` one after another in this process
+(``run_steps``: ingest, prepare, both models, evaluate, explain, signatures; then the HTML
+report), no Prefect, no MLflow. Flow: the real
 ``pdmlens_flow`` with a thread-pool task runner and tracking to a temporary SQLite store,
 caching off (so it does all the work too). The temporary Prefect server that a process
 without a configured server starts is timed apart (a trivial flow first): a scheduled
@@ -27,40 +28,13 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def plain(cfg, work: Path) -> dict[str, float]:
-    from pdmlens import steps
+    """Every step of the pipeline graph as a plain call (``pdmlens.steps.run_steps``), then
+    the HTML report; wall seconds per step."""
     from pdmlens.report.run_report import build_report
+    from pdmlens.steps import run_steps
 
     t: dict[str, float] = {}
-    outs = {}
-
-    def timed(name, fn, *args):
-        t0 = time.perf_counter()
-        outs[name] = fn(*args)
-        t[name] = time.perf_counter() - t0
-
-    timed("ingest", steps.ingest, cfg, work / "ingest")
-    timed("prepare", steps.prepare, cfg, work / "ingest", work / "prepare")
-    timed("train_lstm", steps.train_lstm, cfg, work / "prepare", work / "lstm")
-    timed("train_forest", steps.train_forest, cfg, work / "prepare", work / "forest")
-    timed(
-        "evaluate",
-        steps.evaluate,
-        cfg,
-        work / "prepare",
-        work / "lstm",
-        work / "forest",
-        work / "evaluate",
-    )
-    timed(
-        "explain",
-        steps.explain,
-        cfg,
-        work / "prepare",
-        work / "lstm",
-        work / "forest",
-        work / "explain",
-    )
-    timed("signatures", steps.signatures, cfg, work / "prepare", work / "lstm", work / "signatures")
+    outs = run_steps(cfg, work, on_step=lambda spec, _res, s: t.__setitem__(spec.name, s))
     t0 = time.perf_counter()
     (work / "report.html").write_text(build_report(outs, "benchmark"))
     t["report"] = time.perf_counter() - t0

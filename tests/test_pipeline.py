@@ -221,12 +221,18 @@ def test_second_run_reuses_cached_ingest_and_prepare(first_run: dict, root: Path
 
 
 def test_failure_mid_way_marks_runs_failed_and_registers_nothing(root: Path, monkeypatch) -> None:
-    from pdmlens import steps
+    from dataclasses import replace
+
+    from pdmlens.steps import graph
 
     def broken(*args, **kwargs):
         raise RuntimeError("explain broke")
 
-    monkeypatch.setattr(steps, "explain", broken)
+    # the flow runs the steps of the graph: the explain step's function is swapped there
+    broken_graph = tuple(
+        replace(s, fn=broken) if s.name == "explain" else s for s in graph.PIPELINE
+    )
+    monkeypatch.setattr(graph, "PIPELINE", broken_graph)
     with pytest.raises(RuntimeError, match="explain broke"):
         run_here(root, db="failed.db")
     uri = f"sqlite:///{root / 'failed.db'}"

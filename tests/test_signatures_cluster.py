@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
+from pdmlens.runtime.threads import compute_threads
 
 from pdmlens.errors import NotFittedError
 from pdmlens.signatures.cluster import (
@@ -26,7 +26,7 @@ from pdmlens.signatures.cluster import (
 @pytest.fixture(autouse=True)
 def _one_thread():
     # OpenMP k-means with 2 threads crawls when the other core is busy (shared machine)
-    with threadpool_limits(1):
+    with compute_threads(1):
         yield
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from threadpoolctl import threadpool_limits
+from pdmlens.runtime.threads import compute_threads
 
 from pdmlens.signatures.layers import first_separating_layer, layer_separation
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    with threadpool_limits(1):
+    with compute_threads(1):
         yield
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import mahalanobis
 from sklearn.covariance import LedoitWolf
-from threadpoolctl import threadpool_limits
+from pdmlens.runtime.threads import compute_threads
 
 from pdmlens.errors import NotFittedError
 from pdmlens.signatures.novelty import (
@@ -19,7 +19,7 @@ from pdmlens.signatures.novelty import (
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    with threadpool_limits(1):
+    with compute_threads(1):
         yield
 
 

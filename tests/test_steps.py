@@ -14,6 +14,7 @@ from pdmlens.config import RunConfig
 from pdmlens.models.lstm import LSTMEstimator
 from pdmlens.report.html import find_external_references
 from pdmlens.report.run_report import build_report, markdown, summary
+from pdmlens.results import LSTM, StepResult, model_file
 
 TINY = [
     "data.simulator.n_units=16",
@@ -52,17 +53,15 @@ def test_cache_keys_follow_content(cfg: RunConfig, tmp_path: Path) -> None:
 
 
 def test_steps_end_to_end_write_what_they_say(cfg: RunConfig, tmp_path: Path) -> None:
-    w = tmp_path
-    outs = {"ingest": steps.ingest(cfg, w / "ingest")}
-    outs["prepare"] = steps.prepare(cfg, w / "ingest", w / "prepare")
-    outs["train_lstm"] = steps.train_lstm(cfg, w / "prepare", w / "lstm")
-    outs["train_forest"] = steps.train_forest(cfg, w / "prepare", w / "forest")
-    outs["evaluate"] = steps.evaluate(cfg, w / "prepare", w / "lstm", w / "forest", w / "ev")
-    outs["explain"] = steps.explain(cfg, w / "prepare", w / "lstm", w / "forest", w / "ex")
-    outs["signatures"] = steps.signatures(cfg, w / "prepare", w / "lstm", w / "sig")
-    for out in outs.values():
+    seen: list[str] = []
+    outs = steps.run_steps(cfg, tmp_path, on_step=lambda spec, res, s: seen.append(spec.name))
+    assert seen == list(outs) == [spec.name for spec in steps.PIPELINE]
+    for spec in steps.PIPELINE:
+        out = outs[spec.name]
+        assert Path(out.dir) == tmp_path / spec.folder
         saved = json.loads((Path(out.dir) / steps.OUTPUT_FILE).read_text())
-        assert saved["step"] == out.step
+        assert saved["step"] == out.step == spec.name
+        assert StepResult.load(out.dir) == out
         for local in [*out.figures.values(), *out.tables.values()]:
             assert Path(local).is_file(), local
     assert outs["ingest"].info["dataset"] == "simulated"
@@ -87,7 +86,7 @@ def test_refit_trains_on_train_and_validation_units(cfg: RunConfig, tmp_path: Pa
         tmp_path / "l",
         callback=lambda e, row: rows.append(row),
     )
-    est = LSTMEstimator.load(tmp_path / "l" / "lstm.pt")
+    est = LSTMEstimator.load(model_file(LSTM, tmp_path / "l"))
     first_fit = out.info["history"]
     assert len(first_fit) == 2 and all("val_loss" in h for h in first_fit)
     # the refit ran best_epoch + 1 epochs without validation units
@@ -128,21 +127,22 @@ def test_refit_keeps_the_task_and_the_validation_fitted_calibration(
 
 def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path: Path) -> None:
     hcfg = cfg.with_overrides(["model.task=horizon"])
-    w = tmp_path
-    outs = {"ingest": steps.ingest(hcfg, w / "i"), "prepare": steps.prepare(hcfg, w / "i", w / "p")}
-    tr = outs["train_lstm"] = steps.train_lstm(hcfg, w / "p", w / "l")
+    outs = steps.run_steps(hcfg, tmp_path, until="explain")
+    assert list(outs) == [*steps.STEP_NAMES[: steps.STEP_NAMES.index("explain") + 1]]
+    tr = outs["train_lstm"]
     # the probability's scale is fitted on the validation units and logged for analysts
-    assert tr.metrics["horizon_scale"] == LSTMEstimator.load(w / "l" / "lstm.pt").horizon_scale_
+    assert (
+        tr.metrics["horizon_scale"] == LSTMEstimator.load(model_file(LSTM, tr.dir)).horizon_scale_
+    )
     assert tr.info["decision"].startswith("P(failure within 30 cycles) = sigmoid((30.5 - ")
     assert tr.info["decision"].endswith("an alarm at 0.5, i.e. predicted RUL <= 30.5")
-    outs["train_forest"] = steps.train_forest(hcfg, w / "p", w / "f")
-    ev = outs["evaluate"] = steps.evaluate(hcfg, w / "p", w / "l", w / "f", w / "e")
+    ev = outs["evaluate"]
     assert ev.info["key"] == "all_pr_auc"
     for name in ("lstm", "forest"):
         # every test window is scored too: the last windows alone may hold no failure
         assert ev.metrics[f"{name}_test_all_n"] > ev.metrics[f"{name}_test_n"]
         assert 0.0 <= ev.metrics[f"{name}_test_all_roc_auc"] <= 1.0
-    ex = outs["explain"] = steps.explain(hcfg, w / "p", w / "l", w / "f", w / "x")
+    ex = outs["explain"]
     assert "figures/gates_near_failure.png" in ex.figures
     # the analyst reads how an alarm is raised in the summary, the markdown and the report
     rule = tr.info["decision"]

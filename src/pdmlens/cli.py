@@ -335,9 +335,9 @@ def _log_to_stderr(verbose: bool) -> None:
 
 def _print_run(s: dict[str, Any]) -> None:
     """The human summary of a run: where it is, how the models did, what explains them."""
-    from pdmlens.report.run_report import LABELS, verdict
+    from pdmlens.task import task_scored_by
 
-    key = "rmse" if "rmse" in s["lstm"] else "all_pr_auc"
+    task = task_scored_by(s["lstm"])
     typer.echo(f"\npdmlens run on {s['dataset']} (evaluated on {s['evaluated_on']} units)")
     typer.echo(f"  MLflow run   {s['mlflow_run_id']}  experiment '{s['experiment']}'")
     cols = [
@@ -358,11 +358,12 @@ def _print_run(s: dict[str, Any]) -> None:
     for m in ("lstm", "forest"):
         vals = "".join(f"{s[m].get(c, float('nan')):>14.2f}" for c in cols)
         typer.echo(f"  {m:15s}{vals}")
-    better = verdict(key, s["lstm"].get(key), s["forest"].get(key))
+    key = task.headline
+    better = task.verdict(s["lstm"].get(key), s["forest"].get(key))
     if better == "neither":
-        typer.echo(f"  -> the two models are equally accurate on {LABELS.get(key, key)}")
+        typer.echo(f"  -> the two models are equally accurate on {task.headline_label}")
     elif better:
-        typer.echo(f"  -> the {better} is more accurate on {LABELS.get(key, key)}")
+        typer.echo(f"  -> the {better} is more accurate on {task.headline_label}")
     e = s.get("explain") or {}
     if e:
         typer.echo("\n  explanations (SHAP)")

@@ -180,11 +180,11 @@ def fit_regimes(
 def _kmeans(z: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, float]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
-    from threadpoolctl import threadpool_limits
+    from pdmlens.runtime.threads import compute_threads
 
     # One thread: the problem is tiny, and OpenMP threads on a busy machine spin-wait
     # (measured 0.9 s with 2 threads vs 0.04 s with one, on a loaded 2-core box).
-    with warnings.catch_warnings(), threadpool_limits(1):
+    with warnings.catch_warnings(), compute_threads(1):
         warnings.simplefilter("ignore")
         labels = KMeans(n_clusters=k, n_init=2, max_iter=100, random_state=seed).fit_predict(z)
         if len(np.unique(labels)) < 2:

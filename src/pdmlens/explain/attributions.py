@@ -260,11 +260,9 @@ def healthy_mask(
 ) -> np.ndarray:
     """Windows of machines still healthy: RUL at the cap (rul task; the largest target when
     no cap is given) or label 0 (horizon task)."""
-    t = np.asarray(targets, dtype=np.float64)
-    if task == "horizon":
-        return t < 0.5
-    cap = float(np.max(t)) if rul_cap is None else float(rul_cap)
-    return t >= cap
+    from pdmlens.task import Task
+
+    return Task.from_name(task).healthy_mask(targets, rul_cap)
 
 
 def select_background(

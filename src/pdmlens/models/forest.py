@@ -31,6 +31,7 @@ from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
 from pdmlens.models.features import feature_names, window_features
 from pdmlens.models.horizon import HorizonMixin
+from pdmlens.task import TASK_NAMES
 
 if TYPE_CHECKING:
     from pdmlens.config import RunConfig
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT = "pdmlens.forest/1"
-TASKS = ("rul", "horizon")
+TASKS = TASK_NAMES
 DEFAULT_STATS = ("last", "mean", "slope")
 """the statistics chosen on validation units; all of STATS remain available."""
 
@@ -113,7 +114,7 @@ class ForestEstimator(HorizonMixin, BaseEstimator):
             random_state=self.seed,
             n_jobs=self.n_jobs,
         )
-        if self.task == "rul":
+        if not self.classifies:
             return RandomForestRegressor(**kw)
         return RandomForestClassifier(**kw)
 
@@ -135,7 +136,7 @@ class ForestEstimator(HorizonMixin, BaseEstimator):
         t0 = time.perf_counter()
         x = self._dataset_features(train, idx)
         y = train.window_targets[idx]
-        if self.task == "horizon":
+        if self.classifies:
             y = (y > 0.5).astype(np.int64)
         t1 = time.perf_counter()
         model = self._new_model()
@@ -159,7 +160,7 @@ class ForestEstimator(HorizonMixin, BaseEstimator):
 
             pred = self.predict(val)
             truth = val.window_targets
-            if self.task == "rul":
+            if not self.classifies:
                 self.val_metrics_ = {
                     "rmse": metrics.rmse(pred, truth),
                     "mae": metrics.mae(pred, truth),
@@ -214,7 +215,7 @@ class ForestEstimator(HorizonMixin, BaseEstimator):
     def predict(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
         """RUL in cycles (rul) or P(failure within the horizon) (horizon), [N]."""
         feats = self.transform(x)
-        if self.task == "horizon":
+        if self.classifies:
             return self._proba1(feats)
         return self.model_.predict(feats)
 

@@ -52,6 +52,7 @@ from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import NotFittedError
 from pdmlens.models.horizon import HorizonMixin
 from pdmlens.runtime.threads import compute_threads
+from pdmlens.task import TASK_NAMES
 
 if TYPE_CHECKING:
     from pdmlens.config import RunConfig
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FORMAT = "pdmlens.lstm/1"
-TASKS = ("rul", "horizon")
+TASKS = TASK_NAMES
 SCHEDULES = ("onecycle", "cosine", "plateau", "constant")
 
 
@@ -253,9 +254,9 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.task == "rul" and not (self.rul_cap and self.rul_cap > 0):
+        if not self.classifies and not (self.rul_cap and self.rul_cap > 0):
             raise ValueError("the rul task needs a positive rul_cap (the target's scale)")
-        if self.task == "horizon" and not (self.horizon >= 1 and self.horizon_cap > 1):
+        if self.classifies and not (self.horizon >= 1 and self.horizon_cap > 1):
             raise ValueError(
                 "the horizon task needs horizon >= 1 and horizon_cap > 1 "
                 f"(got {self.horizon}, {self.horizon_cap})"
@@ -267,7 +268,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
 
     def _scale(self) -> float:
         """The cap of the RUL the network regresses, and its output scale while learning."""
-        if self.task == "rul":
+        if not self.classifies:
             return float(self.rul_cap)
         return float(self.horizon_cap) * float(self.horizon)
 
@@ -301,7 +302,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             raise ValueError("the training WindowDataset has no windows")
         if val is not None and list(val.features) != list(train.features):
             raise ValueError("train and val windows must have the same features, in order")
-        if self.task == "horizon":
+        if self.classifies:
             _check_rul_target(train, int(self.horizon))
         device = resolve_device(self.device)
         with _torch_state(self.num_threads, int(self.seed), device):
@@ -426,7 +427,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         self.feature_names_in_ = np.asarray(train.features, dtype=object)
         self.window_length_ = train.length
         self.threshold_ = 0.5 if self.threshold is None else float(self.threshold)
-        if self.task == "horizon":
+        if self.classifies:
             if self.horizon_scale is not None:
                 self.set_horizon_scale(float(self.horizon_scale))
                 self.horizon_scale_source_ = "the scale given"
@@ -476,7 +477,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         """Horizon task: P(failure within h) = sigmoid((h + 0.5 - RUL) / ``scale``) from now
         on (``fit`` sets it: the given ``horizon_scale`` or the fitted one)."""
         self._check_fitted()
-        if self.task != "horizon":
+        if not self.classifies:
             raise ValueError("set_horizon_scale is for the horizon task")
         if not scale > 0:
             raise ValueError(f"the horizon scale must be > 0, got {scale}")
@@ -492,7 +493,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         where the scale came from (default: what ``fit`` recorded, e.g. "the scale fitted on
         the validation units"; a loaded model does not know)."""
         self._check_fitted()
-        if self.task != "horizon":
+        if not self.classifies:
             raise ValueError("alarm_rule is for the horizon task")
         scale_from = scale_from or getattr(self, "horizon_scale_source_", None)
         h, cut = self.horizon, self.horizon + 0.5
@@ -549,7 +550,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
     def predict(self, x: np.ndarray | torch.Tensor | WindowDataset) -> np.ndarray:
         """RUL in cycles (rul) or P(failure within the horizon) (horizon), float32 [N]."""
         out = self._outputs(x)
-        if self.task == "horizon":
+        if self.classifies:
             return _sigmoid(out)
         return out
 
@@ -570,7 +571,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             "best_epoch": int(self.best_epoch_),
             "threshold": float(self.threshold_),
         }
-        if self.task == "horizon" and hasattr(self, "horizon_scale_"):
+        if self.classifies and hasattr(self, "horizon_scale_"):
             payload["horizon_scale"] = float(self.horizon_scale_)
         tmp = path.with_name(path.name + ".tmp")
         torch.save(payload, tmp)

@@ -1,6 +1,6 @@
 """The story of one pipeline run: the HTML report and the headline summary.
 
-Built from the steps' outputs (:class:`pdmlens.steps.StepOutput`), so it needs nothing but
+Built from the steps' results (:class:`pdmlens.results.StepResult`), so it needs nothing but
 the files the steps wrote. The summary is what ``pdmlens run`` prints (and ``--json``
 returns), what the Prefect markdown artifact shows and what the report's header cards say.
 """
@@ -13,12 +13,11 @@ from typing import Any
 import pandas as pd
 
 from pdmlens.report.html import EXPLAIN, Section, render_report
-from pdmlens.steps import StepOutput
+from pdmlens.results import MODELS, StepResult, model_scores
+from pdmlens.task import Task, task_scored_by
 
-STEPS = ("ingest", "prepare", "train_lstm", "train_forest", "evaluate", "explain", "signatures")
 
-
-def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
+def summary(outputs: dict[str, StepResult]) -> dict[str, Any]:
     """Headline numbers of a run: data, both models' test metrics side by side,
     explanation and signature headlines, and the time each step took."""
     ing, prep = outputs["ingest"].info, outputs["prepare"].info
@@ -36,13 +35,11 @@ def summary(outputs: dict[str, StepOutput]) -> dict[str, Any]:
         "evaluated_on": ev.info["split"],
     }
     all_keys = {"all_f1", "all_roc_auc", "all_pr_auc"}  # horizon task: every test window
-    for model in ("lstm", "forest"):
-        prefix = f"{model}_test_"
-        out[model] = {
-            k[len(prefix) :]: v
-            for k, v in ev.metrics.items()
-            if k.startswith(prefix)
-            and (not k.startswith(prefix + "all_") or k[len(prefix) :] in all_keys)
+    for model in MODELS:
+        out[model.name] = {
+            k: v
+            for k, v in model_scores(ev.metrics, model.name).items()
+            if not k.startswith("all_") or k in all_keys
         }
     out["lstm"]["train_seconds"] = outputs["train_lstm"].metrics.get("train_seconds")
     if "decision" in outputs["train_lstm"].info:  # horizon task: how an alarm is raised
@@ -77,7 +74,7 @@ def _png(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
-def _figs(out: StepOutput, *names: str) -> list[tuple[str, bytes]]:
+def _figs(out: StepResult, *names: str) -> list[tuple[str, bytes]]:
     figs = []
     for name in names:
         for key, path in out.figures.items():
@@ -86,17 +83,10 @@ def _figs(out: StepOutput, *names: str) -> list[tuple[str, bytes]]:
     return figs
 
 
-LABELS = {"rmse": "RMSE", "all_pr_auc": "PR-AUC (all test windows)"}
-
-
 def verdict(key: str, lstm: float | None, forest: float | None) -> str | None:
-    """Which model is more accurate on ``key`` (lower RMSE, higher anything else)."""
-    if lstm is None or forest is None:
-        return None
-    if lstm == forest:
-        return "neither"
-    lstm_wins = lstm < forest if key == "rmse" else lstm > forest
-    return "LSTM" if lstm_wins else "random forest"
+    """Which model is more accurate on the headline metric ``key`` (the task it heads
+    decides the direction): see :meth:`pdmlens.task.Task.verdict`."""
+    return task_scored_by([key]).verdict(lstm, forest)
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -104,16 +94,17 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def build_report(
-    outputs: dict[str, StepOutput], title: str, subtitle: str = "", footer: str = ""
+    outputs: dict[str, StepResult], title: str, subtitle: str = "", footer: str = ""
 ) -> str:
     """The self-contained HTML page telling the whole run to a non-programmer."""
     s = summary(outputs)
     ev = outputs["evaluate"]
     key = ev.info["key"]
+    task: Task = task_scored_by([key])
     lstm_v, forest_v = s["lstm"].get(key), s["forest"].get(key)
-    unit = "cycles" if key == "rmse" else ""
-    label = LABELS.get(key, key)
-    better = verdict(key, lstm_v, forest_v)
+    unit = task.headline_unit
+    label = task.headline_label
+    better = task.verdict(lstm_v, forest_v)
     d = s["data"]
     sections = [
         Section(
