@@ -123,9 +123,7 @@ class RegimeModel:
             columns=cols,
             center=np.asarray(d["center"], dtype=np.float64).reshape(len(cols)),
             scale=np.asarray(d["scale"], dtype=np.float64).reshape(len(cols)),
-            centroids=np.asarray(d["centroids"], dtype=np.float64).reshape(
-                n_centroids, len(cols)
-            ),
+            centroids=np.asarray(d["centroids"], dtype=np.float64).reshape(n_centroids, len(cols)),
             silhouettes={int(k): float(v) for k, v in d.get("silhouettes", {}).items()},
         )
 
