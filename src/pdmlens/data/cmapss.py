@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pdmlens.data.fleet import RUL_RAW, TIME, UNIT, Fleet, FleetMeta, FleetSplits
+from pdmlens.data.textio import named_read_errors
 from pdmlens.data.validate import NanPolicy, find_problems, validate_fleet
 from pdmlens.errors import DataValidationError
 
@@ -67,8 +68,14 @@ def read_readings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """One readings file as a raw 26-column frame plus each row's line number (1-based).
 
     Only shape problems are raised here (too many / too few fields); values are checked by
-    validation, which names the line of the first bad token.
+    validation, which names the line of the first bad token. A byte that is not UTF-8 and
+    a truncated or corrupt ``.gz`` are named errors too.
     """
+    with named_read_errors(path):
+        return _read_readings(path)
+
+
+def _read_readings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     try:
         raw = pd.read_csv(
             path,
@@ -167,6 +174,11 @@ def _last_cycle(frame: pd.DataFrame) -> np.ndarray:
 
 def read_rul(path: Path) -> np.ndarray:
     """The RUL file: one non-negative integer per line, in unit order."""
+    with named_read_errors(path):
+        return _read_rul(path)
+
+
+def _read_rul(path: Path) -> np.ndarray:
     try:
         raw = pd.read_csv(path, sep=r"\s+", header=None, skip_blank_lines=True)
     except pd.errors.EmptyDataError:
