@@ -27,6 +27,7 @@ from __future__ import annotations
 import gzip
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -226,7 +227,9 @@ def _load_split(
     raw, lines = read_readings(path)
     raw[UNIT] = _unit_ids(raw, path, lines)
     if validate or problems is not None:
-        kwargs = dict(file=str(path), window=window, nan_policy=nan_policy, row_numbers=lines)
+        kwargs: dict[str, Any] = dict(
+            file=str(path), window=window, nan_policy=nan_policy, row_numbers=lines
+        )
         if problems is None:
             raw = validate_fleet(raw, **kwargs)
         else:

@@ -221,7 +221,7 @@ def _to_timestamps(s: pd.Series) -> pd.Series:
     except (ValueError, TypeError, OverflowError):
         pass
 
-    def one(v: object) -> pd.Timestamp:
+    def one(v: Any) -> Any:
         try:
             return pd.to_datetime(v, errors="coerce", utc=True)
         except (ValueError, TypeError, OverflowError):
@@ -295,8 +295,8 @@ def rul_to_float(delta: pd.Series | np.ndarray, time_unit: str) -> np.ndarray:
     """Time differences as float in ``time_unit`` (timedeltas) or as is (numbers)."""
     s = pd.Series(delta)
     if pd.api.types.is_timedelta64_dtype(s):
-        unit = "D" if time_unit == "d" else time_unit
-        return (s / pd.Timedelta(1, unit=unit)).to_numpy(dtype=np.float64)
+        step = pd.Timedelta(1, unit="D" if time_unit == "d" else time_unit)  # type: ignore[arg-type]
+        return np.asarray((s / step).to_numpy(dtype=np.float64))  # type: ignore[operator]
     return s.to_numpy(dtype=np.float64)
 
 

@@ -150,13 +150,12 @@ class _Checker:
         self.file = None if file is None else str(file)
         self.window = window
         self.nan_policy = nan_policy
+        self.rows: np.ndarray | None = None
         if row_numbers is not None:
             rn = np.asarray(row_numbers)
             if len(rn) != len(frame):
                 raise ValueError("row_numbers must have one entry per frame row")
             self.rows = rn
-        else:
-            self.rows = None
         self.codes: np.ndarray | None = None
         self.unit_names: np.ndarray | None = None
 
@@ -381,9 +380,9 @@ class _Checker:
             if huge.any():
                 pos = int(np.argmax(huge))
                 yield self._err(
-                    f"value {arr[pos]:g} is too large in magnitude ({_plural(int(huge.sum()), 'row')}"
-                    f" in this column; the limit is {MAX_ABS:g}, beyond which the float "
-                    f"statistics of normalisation overflow)",
+                    f"value {arr[pos]:g} is too large in magnitude "
+                    f"({_plural(int(huge.sum()), 'row')} in this column; the limit is "
+                    f"{MAX_ABS:g}, beyond which the float statistics of normalisation overflow)",
                     column=col,
                     pos=pos,
                     unit=self._unit_at(pos),
@@ -403,9 +402,9 @@ class _Checker:
                     unit=self._unit_at(pos),
                 )
                 continue
-            have = np.bincount(
-                codes, weights=(~nan).astype(np.float64), minlength=len(self.unit_names)
-            )
+            names = self.unit_names
+            assert names is not None  # set by run() before the value checks
+            have = np.bincount(codes, weights=(~nan).astype(np.float64), minlength=len(names))
             empty = np.flatnonzero(have == 0)
             if len(empty):
                 u = int(empty[0])
@@ -414,7 +413,7 @@ class _Checker:
                     "column is NaN for the whole unit: nothing to forward-fill from",
                     column=col,
                     pos=pos,
-                    unit=str(self.unit_names[u]),
+                    unit=str(names[u]),
                 )
                 continue
             s = pd.Series(arr)
