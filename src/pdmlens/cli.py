@@ -409,6 +409,27 @@ def _print_run(s: dict[str, Any]) -> None:
     typer.echo(f"    took        {s['seconds_total']:.0f} s")
 
 
+def opened_mlflow_run(exc: BaseException) -> str | None:
+    """The MLflow parent run that a failed pipeline had opened, else None.
+
+    ``Tracker.tracked_run`` holds the parent run's id in its local ``parent`` once the run
+    exists, and an exception leaving its ``with`` block passes through that frame (where
+    the run and its children are marked FAILED), so the frame is in the traceback. A run
+    that failed before (ingest, prepare, or starting the run itself) has no such frame, or
+    one without ``parent``: then nothing was created in MLflow and nothing is said of it.
+    """
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        code = frame.f_code
+        if code.co_name == "tracked_run" and Path(code.co_filename).name == "tracking.py":
+            parent = frame.f_locals.get("parent")
+            if isinstance(parent, str) and parent:
+                return parent
+        tb = tb.tb_next
+    return None
+
+
 @app.command("run")
 @guarded
 def run_cmd(
@@ -444,9 +465,15 @@ def run_cmd(
     except DataValidationError:
         raise
     except Exception as exc:
+        opened = opened_mlflow_run(exc)
         raise fail(
-            f"the run failed: {type(exc).__name__}: {exc} (its MLflow runs are marked "
-            "FAILED and no model was registered)",
+            f"the run failed: {type(exc).__name__}: {exc}"
+            + (
+                f" (its MLflow run {opened} and its children are marked FAILED and no "
+                "model was registered)"
+                if opened
+                else ""
+            ),
             code=1,
         ) from None
     if as_json:
