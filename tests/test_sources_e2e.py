@@ -286,25 +286,47 @@ def test_long_table_without_settings(root: Path, fleet, tmp_path: Path) -> None:
 def test_failure_message_mentions_mlflow_runs_only_when_one_was_opened(
     root: Path, monkeypatch
 ) -> None:
+    """Two real failed runs, one before any MLflow run exists (ingest) and one after the
+    parent run was opened (explain); then what ``pdmlens run`` says for each (the command
+    is given the recorded failure: one temporary Prefect server per process, and Prefect's
+    log handlers must not be bound to a CliRunner's stream that a later call has closed)."""
+    import pipelines.run
     from pdmlens import steps
+    from pdmlens.cli import opened_mlflow_run
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk vanished")
 
     sets = _sets(root, "fail.db", *SMALL_SIM, "pipeline.cache=false")  # ingest must run
-    base = [a for s in sets for a in ("--set", s)]
-    monkeypatch.setattr(steps, "ingest", broken)  # before any MLflow run exists
-    res = CliRunner().invoke(app, ["run", *base])
-    assert res.exit_code == 1 and "disk vanished" in res.stderr
-    assert "MLflow" not in res.stderr.splitlines()[-1]
-    monkeypatch.undo()
-    monkeypatch.setattr(steps, "explain", broken)  # after the parent run was opened
-    res = CliRunner().invoke(app, ["run", *base])
-    assert res.exit_code == 1
-    last = res.stderr.splitlines()[-1]
-    assert "disk vanished" in last and "are marked FAILED and no model was registered" in last
+    cfg = RunConfig().with_overrides(sets)
+    failures: dict[str, BaseException] = {}
+    for step in ("ingest", "explain"):
+        with monkeypatch.context() as m:
+            m.setattr(steps, step, broken)
+            with pytest.raises(RuntimeError, match="disk vanished") as ei:
+                pipelines.run.run_pipeline(cfg)
+        failures[step] = ei.value
     uri = f"sqlite:///{root / 'fail.db'}"
-    runs = MlflowClient(tracking_uri=uri).search_runs(
-        [e.experiment_id for e in MlflowClient(tracking_uri=uri).search_experiments()]
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FAILED"  # only explain's run
+    assert opened_mlflow_run(failures["ingest"]) is None
+    assert opened_mlflow_run(failures["explain"]) == parents[0].info.run_id
+
+    said = {}
+    for step, exc in failures.items():
+
+        def fail_again(cfg: RunConfig, exc: BaseException = exc) -> dict:
+            raise exc
+
+        monkeypatch.setattr(pipelines.run, "run_pipeline", fail_again)
+        res = CliRunner().invoke(app, ["run", *[a for s in sets for a in ("--set", s)]])
+        assert res.exit_code == 1
+        said[step] = res.stderr.strip().splitlines()[-1]
+    assert said["ingest"] == "error: the run failed: RuntimeError: disk vanished"
+    assert said["explain"] == (
+        f"error: the run failed: RuntimeError: disk vanished (its MLflow run "
+        f"{parents[0].info.run_id} and its children are marked FAILED and no model was "
+        f"registered)"
     )
-    assert runs and runs[0].info.run_id in last
