@@ -6,8 +6,7 @@ this process) into a temporary SQLite MLflow store.
 Each run is tiny (a few dozen short units, 2 epochs, a handful of explained windows) and is
 checked for what a user relies on: the run FINISHED in MLflow with its three children, both
 models scored with finite metrics, features as expected (settings define regimes and are
-not features), and a champion registered. The failure message of ``pdmlens run`` mentions
-MLflow runs only when the run had opened one.
+not features), and a champion registered.
 """
 
 from __future__ import annotations
@@ -281,52 +280,3 @@ def test_long_table_without_settings(root: Path, fleet, tmp_path: Path) -> None:
         "data.columns={unit: engine, time: cycle, layout: long}",
     )
     check_run(summary, root, "long.db")
-
-
-def test_failure_message_mentions_mlflow_runs_only_when_one_was_opened(
-    root: Path, monkeypatch
-) -> None:
-    """Two real failed runs, one before any MLflow run exists (ingest) and one after the
-    parent run was opened (explain); then what ``pdmlens run`` says for each (the command
-    is given the recorded failure: one temporary Prefect server per process, and Prefect's
-    log handlers must not be bound to a CliRunner's stream that a later call has closed)."""
-    import pipelines.run
-    from pdmlens import steps
-    from pdmlens.cli import opened_mlflow_run
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("disk vanished")
-
-    sets = _sets(root, "fail.db", *SMALL_SIM, "pipeline.cache=false")  # ingest must run
-    cfg = RunConfig().with_overrides(sets)
-    failures: dict[str, BaseException] = {}
-    for step in ("ingest", "explain"):
-        with monkeypatch.context() as m:
-            m.setattr(steps, step, broken)
-            with pytest.raises(RuntimeError, match="disk vanished") as ei:
-                pipelines.run.run_pipeline(cfg)
-        failures[step] = ei.value
-    uri = f"sqlite:///{root / 'fail.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(parents) == 1 and parents[0].info.status == "FAILED"  # only explain's run
-    assert opened_mlflow_run(failures["ingest"]) is None
-    assert opened_mlflow_run(failures["explain"]) == parents[0].info.run_id
-
-    said = {}
-    for step, exc in failures.items():
-
-        def fail_again(cfg: RunConfig, exc: BaseException = exc) -> dict:
-            raise exc
-
-        monkeypatch.setattr(pipelines.run, "run_pipeline", fail_again)
-        res = CliRunner().invoke(app, ["run", *[a for s in sets for a in ("--set", s)]])
-        assert res.exit_code == 1
-        said[step] = res.stderr.strip().splitlines()[-1]
-    assert said["ingest"] == "error: the run failed: RuntimeError: disk vanished"
-    assert said["explain"] == (
-        f"error: the run failed: RuntimeError: disk vanished (its MLflow run "
-        f"{parents[0].info.run_id} and its children are marked FAILED and no model was "
-        f"registered)"
-    )

@@ -410,24 +410,15 @@ def _print_run(s: dict[str, Any]) -> None:
 
 
 def opened_mlflow_run(exc: BaseException) -> str | None:
-    """The MLflow parent run that a failed pipeline had opened, else None.
+    """The MLflow parent run a failed pipeline had opened, when the failure says so.
 
-    ``Tracker.tracked_run`` holds the parent run's id in its local ``parent`` once the run
-    exists, and an exception leaving its ``with`` block passes through that frame (where
-    the run and its children are marked FAILED), so the frame is in the traceback. A run
-    that failed before (ingest, prepare, or starting the run itself) has no such frame, or
-    one without ``parent``: then nothing was created in MLflow and nothing is said of it.
+    The run id is read from the exception's ``mlflow_run_id`` attribute, which the code
+    that opens the run (``Tracker.tracked_run``) must set before re-raising. It cannot be
+    read from the traceback: ``contextlib`` restores the original traceback when the
+    exception leaves a ``with`` block, so the frame that opened the run is not in it.
     """
-    tb = exc.__traceback__
-    while tb is not None:
-        frame = tb.tb_frame
-        code = frame.f_code
-        if code.co_name == "tracked_run" and Path(code.co_filename).name == "tracking.py":
-            parent = frame.f_locals.get("parent")
-            if isinstance(parent, str) and parent:
-                return parent
-        tb = tb.tb_next
-    return None
+    run_id = getattr(exc, "mlflow_run_id", None)
+    return run_id if isinstance(run_id, str) and run_id else None
 
 
 @app.command("run")
@@ -472,7 +463,8 @@ def run_cmd(
                 f" (its MLflow run {opened} and its children are marked FAILED and no "
                 "model was registered)"
                 if opened
-                else ""
+                else " (no model was registered; an MLflow run, if one was opened, is "
+                "marked FAILED)"
             ),
             code=1,
         ) from None
