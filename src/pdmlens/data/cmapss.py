@@ -245,6 +245,8 @@ def _load_split(
                 f"the RUL file has {len(rul)} values but {path.name} has {len(units)} units "
                 f"(one RUL line per test unit, in unit order)",
                 file=str(rul_path),
+                column="rul",
+                row=min(len(rul), len(units)) + 1,  # the first value missing or extra
             )
         order = np.argsort(np.array([int(u) for u in units]), kind="stable")
         by_unit = dict(zip(np.asarray(units)[order], rul, strict=True))
