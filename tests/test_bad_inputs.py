@@ -143,3 +143,15 @@ def test_events_readings_with_datetime_parquet(tmp_path) -> None:
     fleet = load_events(tmp_path / "r.parquet", tmp_path / "f.parquet").train
     assert fleet.frame["rul_raw"].tolist()[:4] == [3.0, 2.0, 1.0, 0.0]
     assert fleet.meta.censored_units == ["m#2"]
+
+
+def test_cmapss_rul_count_mismatch_names_the_first_missing_value(tmp_path) -> None:
+    from pdmlens.data.cmapss import load_cmapss
+
+    lines = [" ".join([str(u), str(t)] + ["0.5"] * 24) for u in (1, 2) for t in (1, 2, 3)]
+    for kind in ("train", "test"):
+        (tmp_path / f"{kind}_FD001.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "RUL_FD001.txt").write_text("12\n")  # two test units, one RUL value
+    with pytest.raises(DataValidationError, match="has 1 values but test_FD001.txt has 2") as ei:
+        load_cmapss(tmp_path)
+    assert (ei.value.column, ei.value.row) == ("rul", 2)
