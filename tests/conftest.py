@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CMAPSS_DIR = REPO.parent / "shared" / "data" / "cmapss"
+CMAPSS_DIR = Path(os.environ.get("PDMLENS_CMAPSS_DIR", REPO.parent / "shared" / "data" / "cmapss"))
+"""beside the repository (``../shared/data/cmapss``), or where $PDMLENS_CMAPSS_DIR says (a
+git worktree lives elsewhere)."""
 
 
 @pytest.fixture

@@ -249,3 +249,20 @@ def test_config_data_section_is_used(tmp_path, cmapss_dir):
     (tmp_path / "run.yaml").write_text(f"data:\n  source: cmapss\n  path: {cmapss_dir}\n")
     res = _invoke("data", "inspect", "--config", str(tmp_path / "run.yaml"), "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["test"]["rul_labels"] == 100
+
+
+def test_inspect_bad_nan_policy_is_a_clear_error_exit_2():
+    res = _invoke("data", "inspect", "--source", "simulated", "--nan-policy", "zero")
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "--nan-policy" in res.output and "'zero'" in res.output
+    assert "ValidationError" not in res.output
+
+
+def test_build_data_config_refuses_a_bad_option_naming_it():
+    from pdmlens.cli import build_data_config
+    from pdmlens.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--nan-policy: Input should be 'error' or 'ffill'"):
+        build_data_config(None, nan_policy="zero")
+    with pytest.raises(ConfigError, match="--n-units: Input should be greater than or equal"):
+        build_data_config(None, units=0)

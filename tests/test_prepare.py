@@ -320,3 +320,16 @@ def test_age_feature_survives_save_load(tmp_path) -> None:
     assert prep.features_[-1] == "age"
     loaded = Preparer.load(prep.save(tmp_path / "prep.json"))
     pd.testing.assert_frame_equal(loaded.transform(fleet), prep.transform(fleet))
+
+
+@pytest.mark.parametrize("normalize", ["regime", "global"])
+def test_fleet_without_settings_survives_save_load(tmp_path, normalize: str) -> None:
+    # events sources and tables without setting columns: zero settings, one regime; the
+    # saved state once failed to load ("cannot reshape array of size 0 into shape (0)")
+    fleet = two_unit_fleet()
+    assert fleet.settings == []
+    prep = Preparer(PrepareConfig(normalize=normalize)).fit(fleet)
+    assert prep.n_regimes_ == 1
+    back = Preparer.load(prep.save(tmp_path / "preparer.json"))
+    assert back.regimes_.centroids.shape == (1, 0)
+    pd.testing.assert_frame_equal(back.transform(fleet), prep.transform(fleet))

@@ -26,9 +26,10 @@ from typing import Annotated, Any, TypeVar
 import numpy as np
 import pandas as pd
 import typer
+from pydantic import ValidationError
 
 from pdmlens.config import DataConfig, load_config
-from pdmlens.errors import DataValidationError
+from pdmlens.errors import ConfigError, DataValidationError
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +56,13 @@ def fail(message: str, code: int = EXIT_DATA) -> typer.Exit:
 
 
 def guarded(fn: F) -> F:
-    """Turn DataValidationError into ``error: ...`` on stderr and exit code 2."""
+    """Turn DataValidationError and ConfigError into ``error: ...`` on stderr, exit 2."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except DataValidationError as exc:
+        except (DataValidationError, ConfigError) as exc:
             raise fail(str(exc)) from None
 
     return wrapper  # type: ignore[return-value]
@@ -72,6 +73,11 @@ class Source(str, Enum):
     events = "events"
     table = "table"
     simulated = "simulated"
+
+
+class NanPolicyOption(str, Enum):
+    error = "error"
+    ffill = "ffill"
 
 
 def build_data_config(
@@ -85,14 +91,15 @@ def build_data_config(
     nan_policy: str | None = None,
     units: int | None = None,
 ) -> DataConfig:
-    """The ``data`` section of ``--config`` (or the defaults) with command-line overrides."""
+    """The ``data`` section of ``--config`` (or the defaults) with command-line overrides;
+    a value the config refuses is a ConfigError naming the option."""
     cfg = DataConfig()
     if config is not None:
         if not config.is_file():
             raise DataValidationError("config file not found", file=str(config))
         try:
             cfg = load_config(config).data
-        except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        except (OSError, ValueError) as exc:  # ConfigError is a ValueError
             raise DataValidationError(f"invalid config: {exc}", file=str(config)) from None
     top: dict[str, Any] = {}
     if source is not None:
@@ -106,16 +113,18 @@ def build_data_config(
     if nan_policy is not None:
         top["nan_policy"] = nan_policy
     ev = {k: v for k, v in (("readings", readings), ("failures", failures)) if v is not None}
-    if ev:
-        top["events"] = cfg.events.model_copy(update=ev)
     if units is not None:
-        top["simulator"] = cfg.simulator.model_copy(update={"n_units": units})
-    return DataConfig.model_validate(
-        {
-            **cfg.model_dump(),
-            **{k: (v.model_dump() if hasattr(v, "model_dump") else v) for k, v in top.items()},
-        }
-    )
+        top["simulator"] = {**cfg.simulator.model_dump(), "n_units": units}
+    if ev:
+        top["events"] = {**cfg.events.model_dump(), **ev}
+    try:
+        return DataConfig.model_validate({**cfg.model_dump(), **top})
+    except ValidationError as exc:
+        bad = "; ".join(
+            f"--{'-'.join(str(p) for p in e['loc'][-1:]).replace('_', '-')}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid option {bad}") from None
 
 
 def count_regimes(frame: pd.DataFrame, settings: list[str], seed: int = 0) -> int:
@@ -235,7 +244,9 @@ def inspect_cmd(
     window: Annotated[
         int | None, typer.Option(help="refuse training units shorter than this window")
     ] = None,
-    nan_policy: Annotated[str | None, typer.Option(help="error or ffill")] = None,
+    nan_policy: Annotated[
+        NanPolicyOption | None, typer.Option(help="NaN handling (default: config)")
+    ] = None,
     units: Annotated[int | None, typer.Option(help="simulated: training units")] = None,
     seed: Annotated[int, typer.Option(help="simulated: seed")] = 0,
     config: Annotated[Path | None, typer.Option(help="run config YAML (its data section)")] = None,
@@ -252,7 +263,7 @@ def inspect_cmd(
         readings,
         failures,
         test_path,
-        nan_policy,
+        nan_policy.value if nan_policy else None,
         units,
     )
     problems: list[DataValidationError] = []
@@ -399,6 +410,18 @@ def _print_run(s: dict[str, Any]) -> None:
     typer.echo(f"    took        {s['seconds_total']:.0f} s")
 
 
+def opened_mlflow_run(exc: BaseException) -> str | None:
+    """The MLflow parent run a failed pipeline had opened, when the failure says so.
+
+    The run id is read from the exception's ``mlflow_run_id`` attribute, which the code
+    that opens the run (``Tracker.tracked_run``) must set before re-raising. It cannot be
+    read from the traceback: ``contextlib`` restores the original traceback when the
+    exception leaves a ``with`` block, so the frame that opened the run is not in it.
+    """
+    run_id = getattr(exc, "mlflow_run_id", None)
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
 @app.command("run")
 @guarded
 def run_cmd(
@@ -434,9 +457,16 @@ def run_cmd(
     except DataValidationError:
         raise
     except Exception as exc:
+        opened = opened_mlflow_run(exc)
         raise fail(
-            f"the run failed: {type(exc).__name__}: {exc} (its MLflow runs are marked "
-            "FAILED and no model was registered)",
+            f"the run failed: {type(exc).__name__}: {exc}"
+            + (
+                f" (its MLflow run {opened} and its children are marked FAILED and no "
+                "model was registered)"
+                if opened
+                else " (no model was registered; an MLflow run, if one was opened, is "
+                "marked FAILED)"
+            ),
             code=1,
         ) from None
     if as_json:

@@ -10,10 +10,30 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pdmlens.errors import ConfigError
+
+# Value ranges: every numeric key whose bound is obvious is refused out of range when the
+# config is built, before anything runs (a negative window once reached ingest and left an
+# empty cache folder; a zero stride failed only after the MLflow runs were opened).
+Positive = Annotated[int, Field(ge=1)]
+"""a count or length: 1 or more."""
+NonNegative = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+OpenFraction = Annotated[float, Field(gt=0, lt=1)]
+"""a fraction strictly between 0 and 1."""
 
 
 class _Frozen(BaseModel):
@@ -61,28 +81,28 @@ class EventsConfig(_Frozen):
 class SimulatorConfig(_Frozen):
     """The built-in simulated fleet (``pdmlens.data.simulate``)."""
 
-    n_units: int = 120
+    n_units: Positive = 120
     """training units, run to failure."""
-    n_test_units: int = 40
+    n_test_units: NonNegative = 40
     """test units, cut off at a random cycle before failure (true RUL known)."""
-    n_sensors: int = 14
-    n_settings: int = 3
-    n_regimes: int = 3
-    regime_switch: float = 0.05
+    n_sensors: Positive = 14
+    n_settings: NonNegative = 3
+    n_regimes: Positive = 3
+    regime_switch: Annotated[float, Field(ge=0, le=1)] = 0.05
     """probability per cycle that a unit moves to a random operating regime."""
-    fault_modes: int = 3
-    sensors_per_mode: int = 3
+    fault_modes: Positive = 3
+    sensors_per_mode: Positive = 3
     """sensors driven by one fault mode only."""
-    shared_sensors: int = 1
+    shared_sensors: NonNegative = 1
     """sensors driven by every fault mode (each mode drives sensors_per_mode + these)."""
-    constant_sensors: int = 0
+    constant_sensors: NonNegative = 0
     """sensors constant within each regime (no information; prepare drops them)."""
-    noise: float = 0.15
+    noise: PositiveFloat = 0.15
     """sensor noise std as a fraction of a driven sensor's drift at failure (C-MAPSS
     FD001's informative sensors: 0.1-0.26, median 0.17)."""
-    min_life: int = 120
-    max_life: int = 320
-    test_min_cycles: int = 31
+    min_life: Annotated[int, Field(ge=2)] = 120
+    max_life: Annotated[int, Field(ge=2)] = 320
+    test_min_cycles: Positive = 31
     """a test unit shows at least this many cycles (or its life - 1 if shorter)."""
     fault_mode_subset: list[int] | None = None
     """only simulate these fault modes (indices); None = all."""
@@ -127,21 +147,22 @@ class DataConfig(_Frozen):
 
 
 class PrepareConfig(_Frozen):
-    rul_cap: float = 125.0
-    horizon: int = 30
+    rul_cap: PositiveFloat = 125.0
+    horizon: Positive = 30
     """fails_within_<horizon> label."""
     normalize: Literal["regime", "global"] = "regime"
-    max_regimes: int = 6
-    val_fraction: float = 0.2
+    max_regimes: Positive = 6
+    val_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    """fraction of the labelled training units held out for validation, in [0, 1)."""
     drop_constant: bool = True
-    constant_tol: float = 1e-6
+    constant_tol: NonNegativeFloat = 1e-6
     """a sensor whose std is below this within every regime is dropped (and reported)."""
-    n_regimes: int | None = None
+    n_regimes: Positive | None = None
     """None: detect the operating regimes from the settings; k: use k regimes (1 = one)."""
-    regime_min_silhouette: float = 0.7
+    regime_min_silhouette: Annotated[float, Field(ge=-1, le=1)] = 0.7
     """detection: fewer than this best silhouette over k = 2..max_regimes means one regime
     (noise around one operating point, as C-MAPSS FD001, scores about 0.3-0.5)."""
-    regime_sample: int = 5000
+    regime_sample: Annotated[int, Field(ge=2)] = 5000
     """rows sampled (by seed) to fit the regime k-means; all rows are then assigned."""
     age_feature: bool = True
     """append ``age``, the time since the unit's first record, to the features (z-scored on
@@ -153,12 +174,12 @@ class PrepareConfig(_Frozen):
 
 
 class WindowConfig(_Frozen):
-    length: int = 40
+    length: Positive = 40
     """cycles the models read per prediction (chosen on validation units, see
     docs/model_choices.md); units with a shorter history are padded."""
-    stride: int = 1
+    stride: Positive = 1
     pad: Literal["edge", "zero"] = "edge"
-    min_history: int | None = None
+    min_history: Positive | None = None
     """training and validation windows also end at a unit's ``min_history``-th row or later
     (left-padded); None: only full windows (plus one padded window per short unit)."""
 
@@ -168,32 +189,32 @@ class LSTMConfig(_Frozen):
     shifted as a whole while training (``level_noise``) so it cannot memorise the training
     units, a cosine schedule with open forget gates, then a refit on every labelled unit."""
 
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.2
-    epochs: int = 15
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.0
-    patience: int = 5
-    clip_grad: float | None = 1.0
+    hidden_size: Positive = 64
+    num_layers: Positive = 2
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    epochs: Positive = 15
+    batch_size: Positive = 256
+    lr: PositiveFloat = 2e-3
+    weight_decay: NonNegativeFloat = 0.0
+    patience: NonNegative = 5
+    clip_grad: PositiveFloat | None = 1.0
     schedule: Literal["onecycle", "cosine", "plateau", "constant"] = "cosine"
     """learning-rate schedule, stepped per batch (plateau: per epoch on val loss)."""
-    average_last: int = 1
+    average_last: Positive = 1
     """>1: judge and keep the average of the last that many epochs' weights."""
-    min_delta: float = 0.0
+    min_delta: NonNegativeFloat = 0.0
     """improvement of the validation loss that resets early-stopping patience."""
-    input_noise: float = 0.0
+    input_noise: NonNegativeFloat = 0.0
     """std of Gaussian noise added to training inputs (z-scores): augmentation."""
-    level_noise: float = 0.3
+    level_noise: NonNegativeFloat = 0.3
     """std of a Gaussian offset per training window and feature, the same at every step
     (z-scores): hides each unit's own sensor levels so the network reads wear, not
     which training unit it is looking at."""
-    target_steps: int = 1
+    target_steps: Positive = 1
     """train the head on the last that many steps of each window (1: the last only)."""
     forget_bias: float | None = 3.0
     """initial forget-gate bias (None: PyTorch's default initialisation)."""
-    horizon_cap: float = 3.0
+    horizon_cap: PositiveFloat = 3.0
     """horizon task: the network regresses the RUL capped at this many horizons and turns
     it into P(failure within the horizon); the label itself is never the training target
     (chosen on FD001 validation units among 1.5, 2 and 3 horizons, the label and the RUL
@@ -203,7 +224,7 @@ class LSTMConfig(_Frozen):
     count (the schedule then runs to its end): about 1.7 times the training time, and on
     FD001 a test RMSE lower by 0.3-0.5 with a third of the spread over seeds."""
     device: str = "auto"
-    num_threads: int | None = None
+    num_threads: Positive | None = None
     """torch CPU threads while training (None: torch's default, every core). On a machine
     whose other cores are busy set 1: OpenMP threads then wait on each other and one thread
     is several times faster (the benchmarks that run two jobs at once do). Predictions are
@@ -213,17 +234,26 @@ class LSTMConfig(_Frozen):
 class ForestConfig(_Frozen):
     """Defaults chosen on validation units under a TreeSHAP budget (docs/model_choices.md)."""
 
-    n_estimators: int = 100
-    max_depth: int | None = 10
-    min_samples_leaf: int = 20
-    max_features: float | str = 0.3
-    max_leaf_nodes: int | None = None
+    n_estimators: Positive = 100
+    max_depth: Positive | None = 10
+    min_samples_leaf: Positive = 20
+    max_features: Annotated[float, Field(gt=0, le=1)] | str = 0.3
+    """a fraction of the features in (0, 1], or one of scikit-learn's names (sqrt, log2)."""
+    max_leaf_nodes: Annotated[int, Field(ge=2)] | None = None
     """bounds each tree's size (exact TreeSHAP cost grows with leaves x depth^2)."""
-    max_samples: float | None = None
+    max_samples: Annotated[float, Field(gt=0, le=1)] | None = None
     """bootstrap sample per tree as a fraction of the training windows (None: all)."""
-    stride: int = 1
+    stride: Positive = 1
     """fit on every stride-th training window."""
     n_jobs: int | None = -1
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _jobs_not_zero(cls, v: int | None) -> int | None:
+        if v == 0:
+            raise ValueError("n_jobs must not be 0 (None or -1: every core; k: k cores)")
+        return v
+
     stats: list[str] = Field(default_factory=lambda: ["last", "mean", "slope"])
     """window statistics (of last, mean, std, slope, min, max) the forest reads."""
 
@@ -235,9 +265,9 @@ class ModelConfig(_Frozen):
 
 
 class ExplainConfig(_Frozen):
-    n_explain: int = 256
+    n_explain: Positive = 256
     """windows explained (SHAP, agreement, faithfulness): a seeded random sample."""
-    background: int = 16
+    background: Positive = 16
     """background windows (training windows of the kind below) for the LSTM's expected
     gradients and the forest's interventional TreeExplainer. ``shap_samples`` should be a
     multiple of it: every row is then used equally often per window (2 alphas per row at
@@ -246,57 +276,65 @@ class ExplainConfig(_Frozen):
     background_kind: Literal["healthy", "random"] = "healthy"
     """healthy: windows at the RUL cap (label 0 for the horizon task), so attributions say
     why a machine differs from a healthy one; random: any training windows."""
-    shap_samples: int = 32
+    shap_samples: Positive = 32
     """expected-gradients draws per window: one forward + backward each (cost is linear;
     FD001-sized LSTM, 1 thread: ~12 ms per window, gap 5.6 %; 48 draws: ~17 ms, 4.2 %)."""
-    batch_size: int = 64
+    batch_size: Positive = 64
     """windows per forward/backward pass (x shap_samples path points)."""
     lstm_method: Literal["eg", "shap"] = "eg"
-    num_threads: int | None = 1
+    num_threads: Positive | None = 1
     """torch threads while explaining the LSTM (None: leave as set). 1 is many times faster
     than 2 on a CPU shared with other busy processes (see explain.attributions)."""
     """eg: our batched expected gradients; shap: shap.GradientExplainer (slow)."""
     tree_perturbation: Literal["tree_path_dependent", "interventional"] = "interventional"
     """interventional: exact SHAP against the same background as the LSTM (comparable);
     tree_path_dependent: against the training data the trees saw (no background)."""
-    top_k: int | None = None
+    top_k: Positive | None = None
     """agreement top-k overlap; None: the number of true fault sensors where known, else 3."""
-    deletion_k: int | None = None
+    deletion_k: Positive | None = None
     """deletion curves up to k sensors; None: all sensors."""
-    deletion_random: int = 5
+    deletion_random: Positive = 5
     """random orders per window for the deletion baseline curve."""
-    deletion_baseline: int = 256
+    deletion_baseline: Positive = 256
     """training windows (of ``background_kind``) averaged into the deletion baseline, per
     time step and sensor."""
-    gate_chunk: int = 1024
+    gate_chunk: Positive = 1024
     """windows per chunk of a gate trace (bounds the working memory of one chunk)."""
     gate_method: Literal["loop", "recompute"] = "loop"
     """loop: our time loop records the gates (fastest on CPU); recompute: nn.LSTM per layer,
     then every pre-gate in one batched matmul. Both are exact and checked against nn.LSTM."""
     gate_check: bool = True
     """compare each chunk's trace with nn.LSTM on a few windows; raise above gate_tol."""
-    gate_tol: float = 1e-4
-    saturation_low: float = 0.1
+    gate_tol: PositiveFloat = 1e-4
+    saturation_low: OpenFraction = 0.1
     """a sigmoid gate is "fully closed" (left-saturated) below this (Karpathy et al. 2015)."""
-    saturation_high: float = 0.9
+    saturation_high: OpenFraction = 0.9
     """... and "fully open" (right-saturated) above this."""
-    gate_samples: int = 8
+    gate_samples: Positive = 8
     """windows whose full gate trace is exported (heatmaps, Parquet artifact)."""
+
+    @model_validator(mode="after")
+    def _saturation_order(self) -> ExplainConfig:
+        if self.saturation_low >= self.saturation_high:
+            raise ValueError("saturation_low must be below saturation_high")
+        return self
 
 
 class SignatureConfig(_Frozen):
     states: list[str] = Field(default_factory=lambda: ["h", "c"])
-    k: int | None = None
-    k_range: list[int] = Field(default_factory=lambda: [2, 3, 4, 5, 6, 7, 8])
-    stage_bins: list[float] = Field(default_factory=lambda: [0, 30, 75, 125])
+    k: Annotated[int, Field(ge=2)] | None = None
+    k_range: list[Annotated[int, Field(ge=2)]] = Field(
+        default_factory=lambda: [2, 3, 4, 5, 6, 7, 8], min_length=1
+    )
+    stage_bins: list[float] = Field(default_factory=lambda: list[float]([0, 30, 75, 125]))
     """RUL bin edges for health stages (right-open; the first stage takes everything below
     the second edge, the last everything from its lower edge up)."""
-    tolerance: float = 0.05
-    novelty_knn: int = 5
-    novelty_tnr: float = 0.95
+    tolerance: NonNegativeFloat = 0.05
+    novelty_knn: Positive = 5
+    novelty_tnr: OpenFraction = 0.95
     pool: Literal["mean"] | None = None
     """"mean": append the time-mean of gates i, f, o to each signature."""
-    silhouette_sample: int = 2000
+    silhouette_sample: Annotated[int, Field(ge=2)] = 2000
     """at most this many samples score the silhouette when choosing k."""
     separation_metric: Literal["purity", "ari", "nmi", "probe_accuracy", "probe_cv_accuracy"] = (
         "nmi"
@@ -305,8 +343,15 @@ class SignatureConfig(_Frozen):
     novelty_method: Literal["mahalanobis", "knn", "centroid"] = "mahalanobis"
     selectivity_threshold: float = 0.3
     """a unit is "on" when its activation is above this (LSTMVis-style selectivity)."""
-    selectivity_min_run: int = 3
+    selectivity_min_run: Positive = 3
     """stage runs and on-runs shorter than this many steps are ignored."""
+
+    @field_validator("stage_bins")
+    @classmethod
+    def _increasing_bins(cls, v: list[float]) -> list[float]:
+        if len(v) < 2 or any(b <= a for a, b in zip(v, v[1:], strict=False)):
+            raise ValueError("stage_bins must be two or more strictly increasing RUL edges")
+        return v
 
 
 # ``register`` is the natural key, though pydantic warns that it shadows ABCMeta.register
@@ -334,7 +379,7 @@ class PipelineConfig(_Frozen):
     """threads: tasks run in a thread pool in the flow's process; dask: on a Dask cluster
     (``dask_address``; none: a local cluster), needs ``pip install -e '.[dask]'``."""
     dask_address: str | None = None
-    max_workers: int = 4
+    max_workers: Positive = 4
     """threads of the thread pool (independent steps, e.g. the two models, run together)."""
     work_dir: str = "data/runs"
     """each run's step outputs go to ``<work_dir>/<run name>/``."""
@@ -342,7 +387,7 @@ class PipelineConfig(_Frozen):
     """ingested and prepared data, content-addressed (``<cache_dir>/ingest/<key>/``)."""
     cache: bool = True
     """reuse ingest/prepare results whose inputs and config are unchanged."""
-    retries: int = 2
+    retries: NonNegative = 2
     """retries (with exponential backoff) of I/O tasks: reading sources, logging to MLflow."""
 
 
@@ -413,15 +458,66 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults, then the YAML file (if any), then ``key=value`` overrides."""
+    """Defaults, then the YAML file (if any), then ``key=value`` overrides.
+
+    Anything wrong with them (a missing or unreadable file, a byte that is not UTF-8, a YAML
+    syntax error, a top level that is not a mapping, an unknown key, a value out of range)
+    raises ConfigError naming the file and line, or the key.
+    """
     cfg = RunConfig()
     if path is not None:
-        with open(path) as fh:
-            raw = yaml.safe_load(fh) or {}
-        cfg = RunConfig.model_validate(raw)
+        cfg = _from_yaml(Path(path))
     if overrides:
-        cfg = cfg.with_overrides(overrides)
+        try:
+            cfg = cfg.with_overrides(overrides)
+        except ValidationError as exc:
+            raise ConfigError(f"--set {', '.join(overrides)}: {_brief(exc)}") from None
+        except (ValueError, yaml.YAMLError) as exc:
+            raise ConfigError(f"--set: {exc}") from None
     return cfg
+
+
+def _from_yaml(path: Path) -> RunConfig:
+    """The RunConfig a YAML file describes (ConfigError naming the file otherwise)."""
+    where = f"config file {path}"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{where}, line {line}: byte 0x{data[exc.start]:02x} is not UTF-8 text"
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}{at}: YAML syntax error: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{where}: the top level must be a mapping of sections (data:, model:, ...), "
+            f"not a {type(raw).__name__}"
+        )
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_brief(exc)}") from None
+
+
+def _brief(exc: ValidationError) -> str:
+    """Pydantic's errors as ``key.path: message`` lines (no URLs, no input echo)."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        parts.append(f"{key}: {err['msg']}")
+    return "; ".join(parts)
 
 
 def env(name: str, default: str | None = None) -> str | None:

@@ -43,6 +43,11 @@ class DataValidationError(PdmlensError):
         return f"{', '.join(where)}: {self.reason}" if where else self.reason
 
 
+class ConfigError(PdmlensError, ValueError):
+    """A run configuration that cannot be used: unreadable YAML, an unknown key, a value
+    out of range. The message names the file (and line) or the key."""
+
+
 class NotFittedError(PdmlensError, ValueError):
     """An estimator was used before `fit`."""
 

@@ -27,11 +27,13 @@ from __future__ import annotations
 import gzip
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from pdmlens.data.fleet import RUL_RAW, TIME, UNIT, Fleet, FleetMeta, FleetSplits
+from pdmlens.data.textio import named_read_errors
 from pdmlens.data.validate import NanPolicy, find_problems, validate_fleet
 from pdmlens.errors import DataValidationError
 
@@ -67,8 +69,14 @@ def read_readings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """One readings file as a raw 26-column frame plus each row's line number (1-based).
 
     Only shape problems are raised here (too many / too few fields); values are checked by
-    validation, which names the line of the first bad token.
+    validation, which names the line of the first bad token. A byte that is not UTF-8 and
+    a truncated or corrupt ``.gz`` are named errors too.
     """
+    with named_read_errors(path):
+        return _read_readings(path)
+
+
+def _read_readings(path: Path) -> tuple[pd.DataFrame, np.ndarray]:
     try:
         raw = pd.read_csv(
             path,
@@ -167,6 +175,11 @@ def _last_cycle(frame: pd.DataFrame) -> np.ndarray:
 
 def read_rul(path: Path) -> np.ndarray:
     """The RUL file: one non-negative integer per line, in unit order."""
+    with named_read_errors(path):
+        return _read_rul(path)
+
+
+def _read_rul(path: Path) -> np.ndarray:
     try:
         raw = pd.read_csv(path, sep=r"\s+", header=None, skip_blank_lines=True)
     except pd.errors.EmptyDataError:
@@ -214,7 +227,9 @@ def _load_split(
     raw, lines = read_readings(path)
     raw[UNIT] = _unit_ids(raw, path, lines)
     if validate or problems is not None:
-        kwargs = dict(file=str(path), window=window, nan_policy=nan_policy, row_numbers=lines)
+        kwargs: dict[str, Any] = dict(
+            file=str(path), window=window, nan_policy=nan_policy, row_numbers=lines
+        )
         if problems is None:
             raw = validate_fleet(raw, **kwargs)
         else:
@@ -230,6 +245,8 @@ def _load_split(
                 f"the RUL file has {len(rul)} values but {path.name} has {len(units)} units "
                 f"(one RUL line per test unit, in unit order)",
                 file=str(rul_path),
+                column="rul",
+                row=min(len(rul), len(units)) + 1,  # the first value missing or extra
             )
         order = np.argsort(np.array([int(u) for u in units]), kind="stable")
         by_unit = dict(zip(np.asarray(units)[order], rul, strict=True))

@@ -115,11 +115,15 @@ class RegimeModel:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RegimeModel:
         cols = list(d["columns"])
+        # the number of centroids comes from the list itself: with no setting columns
+        # (events, tables without settings) a centroid is an empty row, and reshape(-1, 0)
+        # cannot infer how many there are
+        n_centroids = len(d["centroids"])
         return cls(
             columns=cols,
             center=np.asarray(d["center"], dtype=np.float64).reshape(len(cols)),
             scale=np.asarray(d["scale"], dtype=np.float64).reshape(len(cols)),
-            centroids=np.asarray(d["centroids"], dtype=np.float64).reshape(-1, len(cols)),
+            centroids=np.asarray(d["centroids"], dtype=np.float64).reshape(n_centroids, len(cols)),
             silhouettes={int(k): float(v) for k, v in d.get("silhouettes", {}).items()},
         )
 

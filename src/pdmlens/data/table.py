@@ -27,6 +27,7 @@ more), as the DataValidationError contract says. Helpers here (``read_frame``,
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from pdmlens.data.fleet import (
     FleetMeta,
     FleetSplits,
 )
+from pdmlens.data.textio import named_read_errors
 from pdmlens.data.validate import NanPolicy, as_unit_strings, find_problems, group_by_unit
 from pdmlens.data.validate import validate_fleet as _validate
 from pdmlens.errors import DataValidationError
@@ -59,7 +61,10 @@ def read_frame(path: str | Path, allow_empty: bool = False) -> tuple[pd.DataFram
     """A CSV or Parquet file (by extension) and each row's 1-based data row number.
 
     CSV blank lines are dropped after parsing, so row numbers still match the file. A table
-    without rows is an error unless ``allow_empty`` (a header is still required).
+    without rows is an error unless ``allow_empty`` (a header is still required). Refused,
+    naming the file and the row or column: a byte that is not UTF-8, a truncated or corrupt
+    ``.gz``, a header naming a column twice or leaving one unnamed (pandas would silently
+    rename them ``s1.1`` / ``Unnamed: 4``), data rows with more fields than the header.
     """
     p = Path(path)
     name = p.name.lower()
@@ -70,15 +75,11 @@ def read_frame(path: str | Path, allow_empty: bool = False) -> tuple[pd.DataFram
             frame = pd.read_parquet(p)
         except Exception as exc:  # pyarrow raises several types for a broken file
             raise DataValidationError(f"cannot read Parquet: {exc}", file=str(p)) from None
+        check_header([str(c) for c in frame.columns], str(p))
         rows = np.arange(1, len(frame) + 1)
     elif name.endswith(CSV_SUFFIXES):
         sep = "\t" if name.endswith(".tsv") else ","
-        try:
-            frame = pd.read_csv(p, sep=sep, skip_blank_lines=False)
-        except pd.errors.EmptyDataError:
-            raise DataValidationError("empty input: the file has no rows", file=str(p)) from None
-        except pd.errors.ParserError as exc:
-            raise DataValidationError(f"cannot parse CSV: {exc}", file=str(p)) from None
+        frame = _read_csv(p, sep)
         rows = np.arange(1, len(frame) + 1)
         blank = frame.isna().all(axis=1).to_numpy() if frame.shape[1] else np.zeros(0, bool)
         if blank.any():
@@ -95,6 +96,64 @@ def read_frame(path: str | Path, allow_empty: bool = False) -> tuple[pd.DataFram
     return frame, rows
 
 
+def _read_csv(p: Path, sep: str) -> pd.DataFrame:
+    """The CSV as read by pandas (every column as parsed), its header checked first."""
+    file = str(p)
+    with named_read_errors(p, header_lines=1):
+        try:
+            head = pd.read_csv(p, sep=sep, header=None, nrows=1, dtype=str, skip_blank_lines=False)
+        except pd.errors.EmptyDataError:
+            raise DataValidationError("empty input: the file has no rows", file=file) from None
+        except pd.errors.ParserError as exc:
+            raise DataValidationError(f"cannot parse the CSV header: {exc}", file=file) from None
+        names = ["" if pd.isna(v) else str(v) for v in head.iloc[0]] if len(head) else []
+        check_header(names, file)
+        try:
+            frame = pd.read_csv(p, sep=sep, skip_blank_lines=False)
+        except pd.errors.EmptyDataError:
+            raise DataValidationError("empty input: the file has no rows", file=file) from None
+        except pd.errors.ParserError as exc:
+            m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+            if m:
+                raise DataValidationError(
+                    f"row has {m.group(3)} fields but the header names {len(names)} columns",
+                    file=file,
+                    row=int(m.group(2)) - 1,
+                ) from None
+            raise DataValidationError(f"cannot parse CSV: {exc}", file=file) from None
+    if not isinstance(frame.index, pd.RangeIndex):
+        # pandas takes the first column as the index when every row has one field more
+        # than the header: a misaligned table, not a table to guess at
+        raise DataValidationError(
+            f"the data rows have more fields than the header names ({len(names)} columns)",
+            file=file,
+            row=1,
+        )
+    return frame
+
+
+def check_header(names: list[str], file: str) -> None:
+    """Refuse an empty column name (naming its 1-based position) or a name given twice
+    (naming both positions)."""
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(names, 1):
+        name = raw.strip()
+        if not name:
+            raise DataValidationError(
+                f"column {i} has an empty name in the header (name every column)",
+                file=file,
+                column=f"#{i}",
+            )
+        if name in seen:
+            raise DataValidationError(
+                f"column name appears twice in the header: columns {seen[name]} and {i} are "
+                f"both named {name!r}",
+                file=file,
+                column=name,
+            )
+        seen[name] = i
+
+
 def require_columns(frame: pd.DataFrame, columns: list[str], file: str) -> None:
     for col in columns:
         if col not in frame.columns:
@@ -107,24 +166,46 @@ def require_columns(frame: pd.DataFrame, columns: list[str], file: str) -> None:
 
 
 def parse_time(s: pd.Series, file: str, column: str, rows: np.ndarray) -> pd.Series:
-    """Numeric time as is; text or datetime as naive datetime64 (UTC where zone-aware)."""
+    """Numeric time as is; text or datetime as naive datetime64 (UTC where zone-aware).
+
+    A column of datetime dtype (Parquet timestamps and dates) is a timestamp, like text
+    timestamps in a CSV. A text column is numeric when at least half of its values are
+    numbers, else timestamps; the first value of the other kind is reported at its own
+    row (not the column's first row).
+    """
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.tz_convert(None) if getattr(s.dtype, "tz", None) is not None else s
+    if pd.api.types.is_timedelta64_dtype(s):
+        raise DataValidationError(
+            "time holds durations (timedelta): give cycles, hours or timestamps",
+            file=file,
+            column=column,
+            row=int(rows[0]) if len(rows) else None,
+        )
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s
     num = pd.to_numeric(s, errors="coerce")
-    if not (num.isna() & s.notna()).any():
+    present = s.notna().to_numpy()
+    not_number = num.isna().to_numpy() & present
+    if not not_number.any():
         return num
-    try:
-        out = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
-    except (ValueError, TypeError):
-        out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
-    wrong = (out.isna() & s.notna()).to_numpy()
+    if int(not_number.sum()) * 2 <= int(present.sum()):
+        pos = int(np.argmax(not_number))
+        raise DataValidationError(
+            f"value {str(s.iat[pos])!r} is neither a number nor a timestamp like the "
+            f"column's other values, which are numbers ({int(not_number.sum())} such rows)",
+            file=file,
+            column=column,
+            row=int(rows[pos]),
+        )
+    out = _to_timestamps(s)
+    # a bare number among timestamps is not a date (a parser would read "5" as a day)
+    wrong = (out.isna().to_numpy() & present) | (present & ~not_number)
     if wrong.any():
         pos = int(np.argmax(wrong))
         raise DataValidationError(
-            f"value {str(s.iat[pos])!r} is neither a number nor a timestamp "
-            f"({int(wrong.sum())} such rows)",
+            f"value {str(s.iat[pos])!r} is neither a number nor a timestamp like the "
+            f"column's other values, which are timestamps ({int(wrong.sum())} such rows)",
             file=file,
             column=column,
             row=int(rows[pos]),
@@ -132,11 +213,32 @@ def parse_time(s: pd.Series, file: str, column: str, rows: np.ndarray) -> pd.Ser
     return out.dt.tz_convert(None)
 
 
+def _to_timestamps(s: pd.Series) -> pd.Series:
+    """Text as UTC timestamps, NaT where a value does not parse (element-wise when the
+    bulk parser gives up on the whole column)."""
+    try:
+        return pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
+    except (ValueError, TypeError, OverflowError):
+        pass
+
+    def one(v: Any) -> Any:
+        try:
+            return pd.to_datetime(v, errors="coerce", utc=True)
+        except (ValueError, TypeError, OverflowError):
+            return pd.NaT
+
+    return pd.to_datetime(s.map(one), utc=True)
+
+
 def has_numbers(s: pd.Series) -> bool:
     """True when a column holds at least one numeric value (else: a text label column)."""
     if pd.api.types.is_numeric_dtype(s):
         return True
     return bool(pd.to_numeric(s, errors="coerce").notna().any()) or bool(s.isna().all())
+
+
+def _is_time_like(s: pd.Series) -> bool:
+    return bool(pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s))
 
 
 def prefixed(name: str, prefix: str) -> str:
@@ -167,12 +269,22 @@ def pick_columns(
         for c in frame.columns:
             if c in taken or c in settings:
                 continue
-            if has_numbers(frame[c]):
+            if _is_time_like(frame[c]):
+                log.info("%s: column '%s' holds timestamps; not used as a sensor", file, c)
+            elif has_numbers(frame[c]):
                 sensors.append(c)
             else:
                 log.info("%s: column '%s' has no numeric values; not used as a sensor", file, c)
     else:
         require_columns(frame, list(sensors), file)
+    for c in [*sensors, *settings]:
+        if _is_time_like(frame[c]):
+            # pandas would turn them into nanosecond counts
+            raise DataValidationError(
+                "column holds timestamps or durations, not sensor readings",
+                file=file,
+                column=c,
+            )
     return (
         {c: prefixed(c, SENSOR_PREFIX) for c in sensors},
         {c: prefixed(c, SETTING_PREFIX) for c in settings},
@@ -183,8 +295,8 @@ def rul_to_float(delta: pd.Series | np.ndarray, time_unit: str) -> np.ndarray:
     """Time differences as float in ``time_unit`` (timedeltas) or as is (numbers)."""
     s = pd.Series(delta)
     if pd.api.types.is_timedelta64_dtype(s):
-        unit = "D" if time_unit == "d" else time_unit
-        return (s / pd.Timedelta(1, unit=unit)).to_numpy(dtype=np.float64)
+        step = pd.Timedelta(1, unit="D" if time_unit == "d" else time_unit)  # type: ignore[arg-type]
+        return np.asarray((s / step).to_numpy(dtype=np.float64))  # type: ignore[operator]
     return s.to_numpy(dtype=np.float64)
 
 

@@ -12,7 +12,8 @@ the order they are reported:
    within a unit. Rows are never re-sorted here: a table out of order is reported, not
    silently fixed (the loaders group rows by unit with a *stable* sort, which keeps each
    unit's rows in file order, so a time going backwards is still caught);
-4. NaN / inf in settings and sensors (``nan_policy="ffill"`` forward-fills NaN per unit and
+4. values too large for float statistics (``|x| > MAX_ABS``, below), NaN / inf in settings
+   and sensors (``nan_policy="ffill"`` forward-fills NaN per unit and
    back-fills the leading gap; a column NaN for a whole unit, and any inf, stay errors);
 5. units shorter than the window, when a window length is given.
 
@@ -40,6 +41,13 @@ from pdmlens.data.fleet import SENSOR_PREFIX, SETTING_PREFIX, TIME, UNIT
 from pdmlens.errors import DataValidationError
 
 NanPolicy = Literal["error", "ffill"]
+
+MAX_ABS = 1e150
+"""Largest magnitude accepted in time, settings and sensors. Normalisation sums squared
+deviations in float64: (2 x 1e150)^2 x rows stays below float64's 1.8e308 for up to about
+4e7 rows per regime, while |x| near 1e154 already overflows one square and a value such as
+1e308 turned a sensor's std into inf and the sensor into zeros. No physical reading is near
+the bound."""
 
 __all__ = [
     "as_unit_strings",
@@ -142,13 +150,12 @@ class _Checker:
         self.file = None if file is None else str(file)
         self.window = window
         self.nan_policy = nan_policy
+        self.rows: np.ndarray | None = None
         if row_numbers is not None:
             rn = np.asarray(row_numbers)
             if len(rn) != len(frame):
                 raise ValueError("row_numbers must have one entry per frame row")
             self.rows = rn
-        else:
-            self.rows = None
         self.codes: np.ndarray | None = None
         self.unit_names: np.ndarray | None = None
 
@@ -215,6 +222,13 @@ class _Checker:
             s = frame[col]
             if col == TIME and pd.api.types.is_datetime64_any_dtype(s):
                 continue
+            if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+                yield self._err(
+                    "column holds timestamps or durations, not numbers", column=col, pos=0
+                )
+                bad[col] = np.ones(len(s), dtype=bool)
+                frame[col] = np.full(len(s), np.nan)
+                continue
             if pd.api.types.is_bool_dtype(s):
                 frame[col] = s.astype(np.float64)
                 continue
@@ -260,9 +274,18 @@ class _Checker:
         if pd.api.types.is_float_dtype(t) and time_ok:
             arr = t.to_numpy()
             inf = np.isinf(arr)
+            huge = np.abs(arr) > MAX_ABS
             if inf.any():
                 pos = int(np.argmax(inf))
                 yield self._err(f"time is infinite ({arr[pos]})", column=TIME, pos=pos)
+                time_ok = False
+            elif huge.any():
+                pos = int(np.argmax(huge))
+                yield self._err(
+                    f"time {arr[pos]:g} is too large in magnitude (the limit is {MAX_ABS:g})",
+                    column=TIME,
+                    pos=pos,
+                )
                 time_ok = False
             elif np.array_equal(arr, np.round(arr)):
                 frame[TIME] = arr.astype(np.int64)
@@ -352,6 +375,18 @@ class _Checker:
                     pos=pos,
                     unit=self._unit_at(pos),
                 )
+            with np.errstate(invalid="ignore"):
+                huge = (np.abs(arr) > MAX_ABS) & ~inf
+            if huge.any():
+                pos = int(np.argmax(huge))
+                yield self._err(
+                    f"value {arr[pos]:g} is too large in magnitude "
+                    f"({_plural(int(huge.sum()), 'row')} in this column; the limit is "
+                    f"{MAX_ABS:g}, beyond which the float statistics of normalisation overflow)",
+                    column=col,
+                    pos=pos,
+                    unit=self._unit_at(pos),
+                )
             nan = np.isnan(arr)
             if col in bad:
                 nan &= ~bad[col]
@@ -367,9 +402,9 @@ class _Checker:
                     unit=self._unit_at(pos),
                 )
                 continue
-            have = np.bincount(
-                codes, weights=(~nan).astype(np.float64), minlength=len(self.unit_names)
-            )
+            names = self.unit_names
+            assert names is not None  # set by run() before the value checks
+            have = np.bincount(codes, weights=(~nan).astype(np.float64), minlength=len(names))
             empty = np.flatnonzero(have == 0)
             if len(empty):
                 u = int(empty[0])
@@ -378,7 +413,7 @@ class _Checker:
                     "column is NaN for the whole unit: nothing to forward-fill from",
                     column=col,
                     pos=pos,
-                    unit=str(self.unit_names[u]),
+                    unit=str(names[u]),
                 )
                 continue
             s = pd.Series(arr)
