@@ -189,7 +189,9 @@ def mlflow_server(backend_uri: str, artifacts: Path, workers: int = 2) -> Iterat
         "--workers",
         str(workers),
     ]
-    env = _env()
+    # no background job runner: its eight huey consumers (GenAI jobs, trace archival) cost
+    # ~2 GB and CPU, and tracking and the registry do not use them
+    env = _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     env.pop("MLFLOW_TRACKING_URI", None)
     with log.open("wb") as out:
         proc = subprocess.Popen(
