@@ -44,8 +44,8 @@ FLEET = [
 ]
 # the Dask comparison: a mid-sized fleet, both runners on identical data
 MEDIUM = [
-    "data.simulator.n_units=120",
-    "data.simulator.n_test_units=40",
+    "data.simulator.n_units=60",
+    "data.simulator.n_test_units=20",
     "model.lstm.epochs=3",
     "model.lstm.num_threads=1",
     "model.forest.n_estimators=30",
