@@ -333,3 +333,28 @@ def test_fleet_without_settings_survives_save_load(tmp_path, normalize: str) -> 
     back = Preparer.load(prep.save(tmp_path / "preparer.json"))
     assert back.regimes_.centroids.shape == (1, 0)
     pd.testing.assert_frame_equal(back.transform(fleet), prep.transform(fleet))
+
+
+def test_max_train_windows_samples_labelled_splits_only() -> None:
+    fleet, _ = regime_fleet(n_units=10)
+    test = Fleet(
+        fleet.frame[fleet.frame["unit"].isin(["u0", "u1"])].reset_index(drop=True), fleet.meta
+    )
+    data = prepare(FleetSplits(fleet, test), RunConfig(prepare=PrepareConfig(val_fraction=0.2)))
+    every, bounded = WindowConfig(length=5), WindowConfig(length=5, max_train_windows=50)
+    for split in ("train", "val", "train+val"):
+        full, cut = data.windows(split, every), data.windows(split, bounded)
+        assert len(full) > 50 and len(cut) == 50
+        assert set(cut.end_row) < set(full.end_row)
+        again = data.windows(split, bounded)
+        assert np.array_equal(again.end_row, cut.end_row)  # the run's seed: repeatable
+    assert not np.array_equal(
+        data.windows("train", bounded).end_row, data.windows("train+val", bounded).end_row[:50]
+    )
+    # test windows and last-window sets are never sampled
+    assert len(data.windows("test", bounded)) == len(data.windows("test", every)) > 50
+    assert len(data.windows("train", bounded, last_only=True)) == 8
+    # default: every window, as before
+    assert RunConfig().window.max_train_windows is None
+    with pytest.raises(ValueError):
+        WindowConfig(max_train_windows=0)

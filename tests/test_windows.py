@@ -162,3 +162,31 @@ def test_cut_units_mirrors_the_test_protocol() -> None:
     assert cut.equals(cut_units(frame(), cuts=3, seed=0))  # seeded
     last = WindowDataset(cut, ["f"], length=3, target="rul", last_only=True)
     assert len(last) == cut["unit"].nunique()
+
+
+def test_max_windows_keeps_a_seeded_ordered_sample() -> None:
+    full = WindowDataset(frame(), ["f", "g"], length=2, target="rul")  # 4 + 1 windows
+    assert len(full) == 5
+    same = WindowDataset(frame(), ["f", "g"], length=2, target="rul", max_windows=5)
+    assert np.array_equal(same.end_row, full.end_row)  # not more than asked: all kept
+    picks = set()
+    for seed in range(20):
+        ds = WindowDataset(
+            frame(), ["f", "g"], length=2, target="rul", max_windows=3, sample_seed=seed
+        )
+        assert len(ds) == 3
+        assert np.all(np.diff(ds.end_row) > 0)  # in order, no repeats
+        assert set(ds.end_row) <= set(full.end_row)
+        x, y = ds.batch(np.arange(3))
+        # each sampled window is the very window of the full set ending at that row
+        at = np.searchsorted(full.end_row, ds.end_row)
+        assert np.array_equal(x, full.batch(at)[0]) and np.array_equal(y, full.window_targets[at])
+        assert ds.window_units.tolist() == full.window_units[at].tolist()
+        again = WindowDataset(
+            frame(), ["f", "g"], length=2, target="rul", max_windows=3, sample_seed=seed
+        )
+        assert np.array_equal(again.end_row, ds.end_row)  # a seed repeats exactly
+        picks.add(tuple(ds.end_row))
+    assert len(picks) > 1  # other seeds, other samples
+    with pytest.raises(ValueError, match="max_windows"):
+        WindowDataset(frame(), ["f"], length=2, max_windows=0)

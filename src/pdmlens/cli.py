@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -446,6 +447,8 @@ def run_cmd(
     """Run the whole pipeline once: ingest, train both models, evaluate, explain, profile
     the LSTM's signatures, and record everything in MLflow."""
     _log_to_stderr(verbose)
+    if as_json:  # stdout carries the JSON alone: MLflow prints run links for an http store
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     try:
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:

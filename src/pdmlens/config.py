@@ -182,6 +182,13 @@ class WindowConfig(_Frozen):
     min_history: Positive | None = None
     """training and validation windows also end at a unit's ``min_history``-th row or later
     (left-padded); None: only full windows (plus one padded window per short unit)."""
+    max_train_windows: int | None = Field(default=None, ge=1)
+    """bounds the training and validation windows (splits train, val and train+val) a run
+    reads: when a split has more, a sample of this many, drawn without replacement with the
+    run's seed and kept in order, is used (None: every window). It bounds the cost of an
+    epoch, of the forest's fit and of the explanation's background on a large fleet (a
+    5,000-machine, million-row fleet: benchmarks/scale.py); the rows themselves are held
+    once, so memory stays O(rows) either way. Test windows are never sampled."""
 
 
 class LSTMConfig(_Frozen):

@@ -411,6 +411,10 @@ def unlabelled_units(fleet: Fleet) -> list[str]:
 
 
 # --------------------------------------------------------------------------- PreparedData
+_SAMPLED_SPLITS = ("train", "val", "train+val")
+"""the splits ``window.max_train_windows`` bounds (the index offsets each one's seed)."""
+
+
 @dataclass
 class PreparedData:
     """Prepared frames, the features the models read, and the fitted Preparer."""
@@ -445,7 +449,11 @@ class PreparedData:
         last_only: bool = False,
         full_only: bool = False,
     ) -> WindowDataset:
-        """Sliding windows over one split's frame (``target`` None: inputs only)."""
+        """Sliding windows over one split's frame (``target`` None: inputs only). The
+        labelled splits (train, val, train+val) keep at most ``window.max_train_windows``
+        windows, a sample drawn with the run's seed (the Preparer's), one stream per split;
+        ``last_only`` sets and the test and score splits are never sampled."""
+        sampled = split in _SAMPLED_SPLITS and not last_only
         return WindowDataset(
             self.frame(split),
             self.features,
@@ -456,6 +464,8 @@ class PreparedData:
             last_only=last_only,
             full_only=full_only,
             min_history=window.min_history,
+            max_windows=window.max_train_windows if sampled else None,
+            sample_seed=self.preparer.seed + _SAMPLED_SPLITS.index(split) if sampled else 0,
         )
 
     def save(self, directory: str | Path) -> Path:

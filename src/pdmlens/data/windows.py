@@ -12,7 +12,9 @@ left-padded the same way, so that a model learns to read short histories (as it 
 them in the C-MAPSS test protocol, where units are cut off early). With
 ``pad="edge"`` the padding repeats the unit's first reading (the machine is taken to have
 been steady before it was first observed); with ``pad="zero"`` the padding is zeros, which
-after normalisation means "the training mean".
+after normalisation means "the training mean". ``max_windows`` keeps a seeded sample of
+that many windows (in order) when there are more: a bound on the cost of training on a
+large fleet (``window.max_train_windows``).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class WindowDataset(Dataset):
         last_only: bool = False,
         full_only: bool = False,
         min_history: int | None = None,
+        max_windows: int | None = None,
+        sample_seed: int = 0,
     ) -> None:
         if length < 1:
             raise ValueError("window length must be >= 1")
@@ -48,6 +52,8 @@ class WindowDataset(Dataset):
             raise ValueError("min_history must be >= 1")
         if pad not in ("edge", "zero"):
             raise ValueError("pad must be 'edge' or 'zero'")
+        if max_windows is not None and max_windows < 1:
+            raise ValueError("max_windows must be >= 1")
         self.features = list(features)
         self.length = int(length)
         self.target = target
@@ -87,6 +93,12 @@ class WindowDataset(Dataset):
             end_unit.append(np.full(len(rows), u, dtype=np.int64))
         self.end_row = np.concatenate(end_rows) if end_rows else np.zeros(0, np.int64)
         self.window_unit_index = np.concatenate(end_unit) if end_unit else np.zeros(0, np.int64)
+        if max_windows is not None and len(self.end_row) > max_windows:
+            # a seeded sample, kept in order (each unit's windows stay contiguous)
+            rng = np.random.default_rng(sample_seed)
+            keep = np.sort(rng.choice(len(self.end_row), size=max_windows, replace=False))
+            self.end_row = self.end_row[keep]
+            self.window_unit_index = self.window_unit_index[keep]
         self._offsets = np.arange(self.length, dtype=np.int64) - (self.length - 1)
 
     # ----------------------------------------------------------------- views
