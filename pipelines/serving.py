@@ -182,12 +182,12 @@ async def _wind_down(
                 await client.set_flow_run_state(
                     run.id, Cancelling(message="pdmlens serve is stopping"), force=True
                 )
+        if cancelled:
+            log.info("cancelling %d flow run(s)", len(cancelled))
         while cancelled and time.monotonic() < deadline:
             if not await _open_runs(client, deployment_id, ACTIVE):
                 break
             await asyncio.sleep(0.5)
-        if cancelled:
-            log.info("cancelling %d flow run(s)", len(cancelled))
         left = end_processes(_flow_run_processes(keep_pids))
         if left:
             log.warning("could not end processes %s", [p.pid for p in left])

@@ -325,3 +325,57 @@ def test_ui_stops_with_its_workers_on_sigterm(tmp_path: Path) -> None:
         for p, _ in tree.seen.values():
             with contextlib.suppress(psutil.Error):
                 p.kill()
+
+
+def test_the_cli_and_the_serve_module_import_no_prefect() -> None:
+    """serve must set PREFECT_API_URL before Prefect is first imported (it reads its
+    settings once): neither the command line nor pipelines.run may import it early."""
+    code = (
+        "import sys, pdmlens.cli, pipelines.run; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('prefect', 'mlflow')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_one_run_at_a_time_skip_or_wait() -> None:
+    from prefect.client.schemas.objects import ConcurrencyLimitStrategy
+
+    from pipelines.serving import concurrency
+
+    assert concurrency("skip").limit == 1
+    assert concurrency("skip").collision_strategy == ConcurrencyLimitStrategy.CANCEL_NEW
+    assert concurrency("wait").collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
+    with pytest.raises(ValueError, match="overlap"):
+        concurrency("pile-up")  # type: ignore[arg-type]
+
+
+def test_serve_needs_exactly_one_schedule() -> None:
+    from typer.testing import CliRunner
+
+    from pdmlens.cli import app
+
+    for args in ([], ["--cron", CRON, "--every", "60"]):
+        result = CliRunner().invoke(app, ["serve", *args])
+        assert result.exit_code == 2
+        assert "give one of --cron and --every" in result.output
+
+
+def test_the_artifact_says_how_to_open_the_mlflow_link() -> None:
+    from pdmlens.report.run_report import markdown
+
+    s = {"dataset": "FD001", "lstm": {"rmse": 12.0}, "forest": {"rmse": 13.0}}
+    url = "http://127.0.0.1:5000/#/experiments/1/runs/abc"
+    local = markdown({**s, "tracking_uri": "sqlite:////data/mlflow.db"}, url)
+    assert f"[{url}]({url})" in local
+    assert "`pdmlens ui --set tracking.uri=sqlite:////data/mlflow.db`" in local
+    remote = markdown({**s, "tracking_uri": "http://mlflow:5000"}, "http://mlflow:5000/#/x")
+    assert "pdmlens ui" not in remote
+    assert "[http://mlflow:5000/#/x](http://mlflow:5000/#/x)" in remote
