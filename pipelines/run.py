@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pdmlens.config import RunConfig
@@ -80,14 +82,17 @@ def start_local_server(
         start_new_session=True,
     )
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited with code {proc.returncode}")
-        if server_reachable(api):
-            return proc, api
-        time.sleep(1.0)
-    stop_group(proc, 10.0)
-    raise RuntimeError(f"the Prefect server did not answer on {api} within {timeout:.0f} s")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with code {proc.returncode}")
+            if server_reachable(api):
+                return proc, api
+            time.sleep(1.0)
+        raise RuntimeError(f"the Prefect server did not answer on {api} within {timeout:.0f} s")
+    except BaseException:
+        stop_group(proc, 10.0)
+        raise
 
 
 def mlflow_hint(tracking_uri: str) -> str:
@@ -127,10 +132,17 @@ def serve(
         raise ValueError("give exactly one of cron and interval")
     if "prefect" in sys.modules and not os.environ.get("PREFECT_API_URL"):
         log.warning("Prefect was imported before serve set PREFECT_API_URL")
+    # until the runner takes the signals over, a stop ends here and in ``finally``
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     server = None
     api = os.environ.get("PREFECT_API_URL")
     if not api:
-        server, api = start_local_server(port)
+        try:
+            server, api = start_local_server(port)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGTERM, previous)
+            print("stopped while the Prefect server was starting", file=sys.stderr)
+            return
         os.environ["PREFECT_API_URL"] = api
         print(
             f"no Prefect server configured: started one at {api.removesuffix('/api')} "
@@ -163,12 +175,19 @@ def serve(
             tracking_uri=tracking_uri,
             keep_pids=frozenset({server.pid} if server is not None else ()),
         )
+    except KeyboardInterrupt:
+        print("stopped before the deployment was served", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if server is not None:
             stop_group(server, 15.0)
             log.info("stopped the Prefect server")
         for p in end_processes(_leftovers(), grace=5.0):
             log.warning("process %d did not end", p.pid)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def _leftovers() -> list[Any]:

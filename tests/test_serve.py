@@ -212,7 +212,9 @@ def test_serve_runs_a_triggered_run_and_stops_cleanly_while_idle(tmp_path: Path)
                 lambda: client.read_deployment_by_name("pdmlens/scheduled"), 240, "the deployment"
             )
             assert [s.schedule.cron for s in dep.schedules] == [CRON]
-            assert dep.concurrency_limit == 1
+            assert dep.global_concurrency_limit is not None
+            assert dep.global_concurrency_limit.limit == 1
+            assert dep.concurrency_options.collision_strategy.value == "CANCEL_NEW"
             triggered = run_deployment("pdmlens/scheduled", timeout=0)
 
             def done():
