@@ -10,11 +10,13 @@ for the slot (``overlap="wait"``, ENQUEUE).
 
 A stop (SIGINT/SIGTERM), idle or mid-run:
 
-1. the deployment is paused (Prefect deletes its future scheduled runs);
+1. the deployment is paused (Prefect deletes its future scheduled runs; the next serve
+   resumes it);
 2. runs waiting for the slot are cancelled; running ones get Prefect's cancellation (the
    flow-run process receives SIGTERM, its flow marks its MLflow runs KILLED);
 3. after ``grace`` seconds whatever flow-run process is left is killed, the runs not yet
-   final are set CANCELLED, and their MLflow runs still RUNNING are marked KILLED;
+   final are set CANCELLED (so are runs a terminal's Ctrl-C, which reaches the flow-run
+   processes too, left CRASHED), and their MLflow runs still RUNNING are marked KILLED;
 4. the runner stops; the caller then stops the Prefect server it started.
 """
 
@@ -27,6 +29,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from uuid import UUID
 
@@ -168,6 +171,7 @@ async def _wind_down(
 ) -> None:
     """Steps 1-3 of the stop (module docstring)."""
     deadline = time.monotonic() + grace
+    stopped_at = datetime.now(timezone.utc) - timedelta(seconds=5)
     async with get_client() as client:
         await client.pause_deployment(deployment_id)
         log.info("paused the schedule of the deployment")
@@ -198,6 +202,14 @@ async def _wind_down(
                 Cancelled(message=f"pdmlens serve stopped; killed after {grace:g} s"),
                 force=True,
             )
+        # a terminal's Ctrl-C also reaches the flow-run processes (same process group):
+        # their runs end CRASHED by the interrupt, which was this stop: say so
+        for run in await _open_runs(client, deployment_id, [StateType.CRASHED]):
+            if run.state is not None and run.state.timestamp >= stopped_at:
+                cancelled.add(run.id)
+                await client.set_flow_run_state(
+                    run.id, Cancelled(message="pdmlens serve stopped (interrupted)"), force=True
+                )
     if cancelled and tracking_uri:
         from pdmlens.tracking_cleanup import mark_flow_runs_killed
 
