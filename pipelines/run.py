@@ -2,8 +2,9 @@
 
 ``run_pipeline`` picks the task runner from the config (threads, or a Dask cluster) and
 runs one flow in this process. ``serve`` registers a deployment with a cron schedule on a
-Prefect server and executes its runs here; schedules need a real server, so when none is
-configured (``PREFECT_API_URL`` unset) it starts one on 127.0.0.1 and says so.
+Prefect server and executes its runs in subprocesses; schedules need a real server, so when
+none is configured (``PREFECT_API_URL`` unset) it starts one on 127.0.0.1 and says so.
+Neither imports Prefect at module level: serve must set ``PREFECT_API_URL`` first.
 """
 
 from __future__ import annotations
@@ -11,18 +12,23 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pdmlens.config import RunConfig
+from pdmlens.processes import descendants, end_processes, stop_group
 
 log = logging.getLogger("pdmlens.pipeline")
 
 DEPLOYMENT = "scheduled"
+DEFAULT_GRACE = 30.0
+"""seconds a run in progress gets to end after serve is told to stop, before it is killed."""
 
 
 def task_runner(cfg: RunConfig) -> Any:
@@ -53,13 +59,17 @@ def run_pipeline(cfg: RunConfig) -> dict[str, Any]:
 def server_reachable(api_url: str, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(api_url.rstrip("/") + "/health", timeout=timeout) as r:
-            return r.status == 200
+            return bool(r.status == 200)
     except OSError:
         return False
 
 
-def start_local_server(port: int = 4200, timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
-    """``prefect server start`` on 127.0.0.1:port in the background; waits until healthy."""
+def start_local_server(
+    port: int = 4200, timeout: float = 180.0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``prefect server start`` on 127.0.0.1:port in the background, in its own process
+    group (a terminal's Ctrl-C reaches serve, which stops the server last, with
+    :func:`pdmlens.processes.stop_group`); waits until healthy."""
     api = f"http://127.0.0.1:{port}/api"
     exe = shutil.which("prefect", path=str(Path(sys.executable).parent)) or "prefect"
     env = dict(os.environ)
@@ -69,30 +79,70 @@ def start_local_server(port: int = 4200, timeout: float = 180.0) -> tuple[subpro
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the Prefect server exited with code {proc.returncode}")
-        if server_reachable(api):
-            return proc, api
-        time.sleep(1.0)
-    proc.terminate()
-    raise RuntimeError(f"the Prefect server did not answer on {api} within {timeout:.0f} s")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited with code {proc.returncode}")
+            if server_reachable(api):
+                return proc, api
+            time.sleep(1.0)
+        raise RuntimeError(f"the Prefect server did not answer on {api} within {timeout:.0f} s")
+    except BaseException:
+        stop_group(proc, 10.0)
+        raise
+
+
+def mlflow_hint(tracking_uri: str) -> str:
+    """How to open the MLflow links of the runs: a tracking server serves them itself; a
+    local store needs ``pdmlens ui`` running."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"MLflow UI: {tracking_uri}"
+    return (
+        f"MLflow links (http://127.0.0.1:5000/...) open while `pdmlens ui` runs over the "
+        f"same store ({tracking_uri})"
+    )
 
 
 def serve(
-    cfg: RunConfig, cron: str, name: str = DEPLOYMENT, port: int = 4200, run_once: bool = False
+    cfg: RunConfig,
+    cron: str | None = None,
+    name: str = DEPLOYMENT,
+    port: int = 4200,
+    run_once: bool = False,
+    *,
+    interval: float | None = None,
+    overlap: str = "skip",
+    grace: float = DEFAULT_GRACE,
 ) -> None:
-    """Serve the flow as deployment ``pdmlens/<name>`` on ``cron``, running its runs here
-    (blocks). Starts a local Prefect server when ``PREFECT_API_URL`` is unset.
-    ``run_once``: also trigger one run right away."""
-    from pipelines.flow import pdmlens_flow
+    """Serve the flow as deployment ``pdmlens/<name>`` on ``cron`` (or every ``interval``
+    seconds), running its runs in subprocesses of this one; blocks until SIGINT/SIGTERM.
 
+    Starts one local Prefect server when ``PREFECT_API_URL`` is unset, and sets the
+    variable before Prefect is first imported (Prefect reads its settings once; importing
+    it earlier makes every flow run start a temporary server of its own). One run at a
+    time: a run due while another runs is skipped (``overlap="skip"``) or waits
+    (``"wait"``). A stop cancels the runs in progress, gives them ``grace`` seconds to end,
+    kills what is left, marks their Prefect runs CANCELLED and their MLflow runs KILLED,
+    pauses the schedule, and stops the server it started (see :mod:`pipelines.serving`).
+    ``run_once``: also start one run right away."""
+    if (cron is None) == (interval is None):
+        raise ValueError("give exactly one of cron and interval")
+    if "prefect" in sys.modules and not os.environ.get("PREFECT_API_URL"):
+        log.warning("Prefect was imported before serve set PREFECT_API_URL")
+    # until the runner takes the signals over, a stop ends here and in ``finally``
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     server = None
     api = os.environ.get("PREFECT_API_URL")
     if not api:
-        server, api = start_local_server(port)
+        try:
+            server, api = start_local_server(port)
+        except KeyboardInterrupt:
+            signal.signal(signal.SIGTERM, previous)
+            print("stopped while the Prefect server was starting", file=sys.stderr)
+            return
         os.environ["PREFECT_API_URL"] = api
         print(
             f"no Prefect server configured: started one at {api.removesuffix('/api')} "
@@ -100,38 +150,54 @@ def serve(
             file=sys.stderr,
         )
     try:
-        flow = pdmlens_flow.with_options(task_runner=task_runner(cfg))
-        if run_once:
-            _trigger_when_ready(f"{pdmlens_flow.name}/{name}")
+        from pdmlens.tracking import resolve_tracking_uri
+        from pipelines.flow import pdmlens_flow
+        from pipelines.serving import serve_deployment
+
+        tracking_uri = resolve_tracking_uri(cfg.tracking)
+        when = f"cron '{cron}'" if cron is not None else f"every {interval:g} s"
         print(
-            f"serving deployment {pdmlens_flow.name}/{name} on cron '{cron}' "
-            f"(Prefect UI: {api.removesuffix('/api')}); Ctrl-C stops",
+            f"serving deployment {pdmlens_flow.name}/{name} on {when}, one run at a time "
+            f"(overlap: {overlap}); Prefect UI: {api.removesuffix('/api')}\n"
+            f"{mlflow_hint(tracking_uri)}\n"
+            f"Ctrl-C or SIGTERM stops (runs in progress get {grace:g} s)",
             file=sys.stderr,
         )
-        flow.serve(
-            name=name,
+        serve_deployment(
+            pdmlens_flow.with_options(task_runner=task_runner(cfg)),
+            name,
+            {"config": cfg.model_dump(mode="json")},
             cron=cron,
-            parameters={"config": cfg.model_dump(mode="json")},
-            print_starting_message=False,
+            interval=interval,
+            overlap=overlap,  # type: ignore[arg-type]
+            grace=grace,
+            run_now=run_once,
+            tracking_uri=tracking_uri,
+            keep_pids=frozenset({server.pid} if server is not None else ()),
         )
+    except KeyboardInterrupt:
+        print("stopped before the deployment was served", file=sys.stderr)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_group(server, 15.0)
+            log.info("stopped the Prefect server")
+        for p in end_processes(_leftovers(), grace=5.0):
+            log.warning("process %d did not end", p.pid)
 
 
-def _trigger_when_ready(deployment: str) -> None:
-    """Start one run of ``deployment`` as soon as it exists (from a helper thread)."""
-    import threading
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
-    def go() -> None:
-        from prefect.deployments import run_deployment
 
-        for _ in range(120):
-            try:
-                run_deployment(deployment, timeout=0)
-                return
-            except Exception:
-                time.sleep(1.0)
-
-    threading.Thread(target=go, daemon=True).start()
+def _leftovers() -> list[Any]:
+    """Descendants still alive at the very end, except multiprocessing's resource tracker
+    (it ends when this process exits)."""
+    out = []
+    for p in descendants():
+        try:
+            if "resource_tracker" not in " ".join(p.cmdline()):
+                out.append(p)
+        except Exception:
+            continue
+    return out

@@ -407,7 +407,13 @@ def _print_run(s: dict[str, Any]) -> None:
         typer.echo(f"  reused cached data: {', '.join(k for k, v in s['cached'].items() if v)}")
     typer.echo("\n  where to look")
     typer.echo(f"    report      {s['report']}")
-    typer.echo(f"    MLflow UI   {s['mlflow_url']}   (start it with: pdmlens ui)")
+    uri = str(s.get("tracking_uri") or "")
+    how = (
+        ""
+        if uri.startswith(("http://", "https://"))
+        else f"   (opens while `pdmlens ui --set tracking.uri={uri}` runs)"
+    )
+    typer.echo(f"    MLflow UI   {s['mlflow_url']}{how}")
     typer.echo(f"    took        {s['seconds_total']:.0f} s")
 
 
@@ -482,21 +488,37 @@ def run_cmd(
 def ui_cmd(
     port: Annotated[int, typer.Option(help="port on 127.0.0.1")] = 5000,
     config: Annotated[Path | None, typer.Option(help="run config YAML (tracking section)")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a config key, e.g. tracking.uri")
+    ] = None,
 ) -> None:
-    """Start the MLflow UI on 127.0.0.1 over the local store (or the configured one)."""
-    import subprocess
-
+    """Start the MLflow UI on 127.0.0.1 over the local store (or the configured one).
+    Ctrl-C or SIGTERM stops the server and all its workers."""
+    from pdmlens.processes import run_forwarding_stops
     from pdmlens.tracking.ui import mlflow_ui_command
 
-    cfg = load_config(config)
+    try:
+        cfg = load_config(config, set_ or [])
+    except (ValueError, OSError) as exc:
+        raise fail(f"bad configuration: {exc}") from None
     cmd, uri, address = mlflow_ui_command(cfg.tracking, port)
-    typer.echo(f"MLflow UI on {address} over {uri} (Ctrl-C stops)", err=True)
-    raise typer.Exit(subprocess.call(cmd))
+    typer.echo(f"MLflow UI over {uri}: runs at {address}/#/experiments (Ctrl-C stops)", err=True)
+    raise typer.Exit(run_forwarding_stops(cmd, grace=10.0))
+
+
+class Overlap(str, Enum):
+    skip = "skip"
+    wait = "wait"
 
 
 @app.command("serve")
 def serve_cmd(
-    cron: Annotated[str, typer.Option(help="cron schedule, e.g. '0 2 * * *' (02:00 daily)")],
+    cron: Annotated[
+        str | None, typer.Option(help="cron schedule, e.g. '0 2 * * *' (02:00 daily)")
+    ] = None,
+    every: Annotated[
+        float | None, typer.Option(help="instead of --cron: a run every this many seconds")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="run config YAML")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config key")] = None,
     name: Annotated[str, typer.Option(help="deployment name")] = "scheduled",
@@ -505,13 +527,40 @@ def serve_cmd(
         typer.Option(help="port of the local Prefect server started when PREFECT_API_URL is unset"),
     ] = 4200,
     run_now: Annotated[bool, typer.Option("--run-now", help="also start one run now")] = False,
+    overlap: Annotated[
+        Overlap,
+        typer.Option(
+            help="a run due while another still runs: skip it (it ends CANCELLED) or wait "
+            "for the running one to end"
+        ),
+    ] = Overlap.skip,
+    grace: Annotated[
+        float,
+        typer.Option(
+            help="on Ctrl-C/SIGTERM, seconds a run in progress gets to end before it is killed"
+        ),
+    ] = 30.0,
 ) -> None:
-    """Serve the pipeline as a scheduled Prefect deployment (blocks; Ctrl-C stops)."""
+    """Serve the pipeline as a scheduled Prefect deployment, one run at a time (blocks;
+    Ctrl-C or SIGTERM cancels a run in progress, pauses the schedule and stops)."""
     _log_to_stderr(False)
+    if (cron is None) == (every is None):
+        raise fail("give one of --cron and --every")
+    if grace < 0:
+        raise fail("--grace must be >= 0")
     try:
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
-    from pipelines.run import serve
+    from pipelines.run import serve  # imports no Prefect: serve sets PREFECT_API_URL first
 
-    serve(cfg, cron, name=name, port=port, run_once=run_now)
+    serve(
+        cfg,
+        cron,
+        name=name,
+        port=port,
+        run_once=run_now,
+        interval=every,
+        overlap=overlap.value,
+        grace=grace,
+    )

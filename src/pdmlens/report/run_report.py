@@ -277,10 +277,19 @@ def build_report(
 
 
 def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
-    """The run's headline as Markdown (the Prefect artifact)."""
+    """The run's headline as Markdown (the Prefect artifact). The MLflow link comes with
+    how to open it: a tracking server serves it; a local store (``tracking_uri`` in the
+    summary, a file or sqlite URI) only while ``pdmlens ui`` runs over that store."""
     lines = [f"# pdmlens run on {s['dataset']}", ""]
     if mlflow_url:
         lines += [f"MLflow run: [{mlflow_url}]({mlflow_url})", ""]
+        uri = str(s.get("tracking_uri") or "")
+        if uri and not uri.startswith(("http://", "https://")):
+            lines += [
+                "The link opens while the MLflow UI runs; start it with "
+                f"`pdmlens ui --set tracking.uri={uri}` (the run's store).",
+                "",
+            ]
     keys = [
         k
         for k in ("rmse", "mae", "score", "f1", "all_f1", "all_pr_auc", "train_seconds")

@@ -1,0 +1,62 @@
+"""pdmlens.processes: a command run in its own process group goes away, workers and all,
+when its parent is told to stop, even when it ignores SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+# a "server" that starts a worker, writes both pids, and waits; IGNORE: it ignores SIGTERM
+SERVER = """
+import os, signal, subprocess, sys, time
+if sys.argv[2] == "ignore":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+open(sys.argv[1], "w").write(f"{os.getpid()} {worker.pid}")
+time.sleep(120)
+"""
+PARENT = """
+import sys
+from pdmlens.processes import run_forwarding_stops
+code = run_forwarding_stops([sys.executable, "-c", *sys.argv[1:]], grace=1.0)
+print("exit", code)
+"""
+
+
+def _run(tmp_path: Path, mode: str) -> None:
+    pids_file = tmp_path / "pids"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, SERVER, str(pids_file), mode],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (pids_file.is_file() and len(pids_file.read_text().split()) == 2):
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.1)
+        procs = [psutil.Process(int(p)) for p in pids_file.read_text().split()]
+        assert all(p.is_running() for p in procs)
+        parent.send_signal(signal.SIGTERM)
+        out, _ = parent.communicate(timeout=30)
+        assert parent.returncode == 0 and "exit 0" in out
+        _, alive = psutil.wait_procs(procs, timeout=5)
+        assert alive == []
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_sigterm_to_the_parent_ends_the_server_and_its_worker(tmp_path: Path) -> None:
+    _run(tmp_path, "obey")
+
+
+def test_a_server_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path: Path) -> None:
+    _run(tmp_path, "ignore")
