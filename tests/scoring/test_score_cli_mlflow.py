@@ -18,6 +18,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from typer.testing import CliRunner
+
+from pdmlens.cli import app
 from pdmlens.report.html import find_external_references
 from tests.scoring.conftest import TINY
 
@@ -123,7 +126,8 @@ def test_bad_table_exits_2_naming_it_and_finishes_no_run(
     path = tmp_path / "fleet.csv"
     frame.to_csv(path, index=False)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    res = pdmlens(
+    res = CliRunner().invoke(
+        app,
         [
             "score",
             "--bundle",
@@ -139,9 +143,8 @@ def test_bad_table_exits_2_naming_it_and_finishes_no_run(
             "--out",
             str(tmp_path / "out"),
         ],
-        cwd=tmp_path,
     )
-    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.exit_code == 2, res.stderr[-2000:]
     assert "fleet.csv" in res.stderr and "Traceback" not in res.stderr
     if change == "text":
         assert f"column '{sensor}'" in res.stderr and "row 4" in res.stderr
