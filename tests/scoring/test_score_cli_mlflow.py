@@ -191,6 +191,7 @@ def test_mlflow_models_serve_answers_raw_rows(
 ) -> None:
     port = _free_port()
     exe = Path(sys.executable).parent / "mlflow"
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(
         [
             str(exe),
@@ -206,14 +207,16 @@ def test_mlflow_models_serve_answers_raw_rows(
             str(port),
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=log,
         cwd=tmp_path,
         start_new_session=True,
+        # the server execs uvicorn by name: the venv's bin first on PATH
+        env={**os.environ, "PATH": f"{exe.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
     )
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
-            assert proc.poll() is None, "mlflow models serve exited"
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
                     if r.status == 200:
@@ -238,8 +241,10 @@ def test_mlflow_models_serve_answers_raw_rows(
         assert sorted(row["unit"] for row in rows) == sorted(frame["unit"].unique())
         assert all(isinstance(row["prediction"], float) for row in rows)
     finally:
-        os.killpg(proc.pid, 15)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 15)
         proc.wait(timeout=30)
+        log.close()
 
 
 @pytest.mark.slow
@@ -259,3 +264,17 @@ def test_scoring_flow_through_prefect_reaches_mlflow(run: dict, tmp_path: Path) 
     r = runs[0]
     assert r.info.status == "FINISHED" and r.data.metrics["units_scored"] == 8
     assert r.data.tags.get("pdmlens.flow_run_id")
+
+
+def test_run_id_and_model_uri_resolve_to_the_bundle(champion: dict, store: dict) -> None:
+    from pdmlens.config import TrackingConfig
+    from pdmlens.tracking import Tracker
+    from pdmlens.tracking_scoring import champion_uri, load_bundle, run_bundle
+
+    tracker = Tracker(TrackingConfig(uri=store["uri"]))
+    by_run = run_bundle(tracker, champion["run_id"])
+    by_alias = load_bundle(tracker, champion_uri("simulated"))
+    assert by_run.bundle.features == by_alias.bundle.features
+    assert by_alias.versions["pdmlens-lstm-simulated"] == champion["reg"].version
+    with pytest.raises(LookupError):
+        run_bundle(tracker, champion["run_id"], kind="forest")
