@@ -43,7 +43,12 @@ def _tracker(cfg: RunConfig) -> Any:
     return Tracker(cfg.tracking)
 
 
-@task(name="score", retries=2, retry_delay_seconds=exponential_backoff(2), retry_condition_fn=_retry_io)
+@task(
+    name="score",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(2),
+    retry_condition_fn=_retry_io,
+)
 def score_task(
     cfg: RunConfig,
     model: str | None,
@@ -134,9 +139,7 @@ def pdmlens_score_flow(
     return {**result, "mlflow_run_id": run_id}
 
 
-def score_deployment(
-    cfg: RunConfig, cron: str, name: str = SCORE_DEPLOYMENT, **params: Any
-) -> Any:
+def score_deployment(cfg: RunConfig, cron: str, name: str = SCORE_DEPLOYMENT, **params: Any) -> Any:
     """The scoring flow as a deployment on ``cron`` (serve it with ``prefect.serve``)."""
     return pdmlens_score_flow.to_deployment(
         name=name, cron=cron, parameters={"config": cfg.model_dump(mode="json"), **params}
@@ -153,7 +156,7 @@ def serve_both(
     from pipelines.flow import pdmlens_flow
     from pipelines.run import task_runner
 
-    train = pdmlens_flow.with_options(task_runner=task_runner(cfg)).to_deployment(
+    train: Any = pdmlens_flow.with_options(task_runner=task_runner(cfg)).to_deployment(
         name="scheduled", cron=train_cron, parameters={"config": cfg.model_dump(mode="json")}
     )
     serve(train, score_deployment(cfg, score_cron, **(score_params or {})))

@@ -42,5 +42,3 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.fixture(scope="session")
 def test_fleet(run: dict) -> pd.DataFrame:
     return load_source(run["cfg"].data, seed=run["cfg"].seed).test.frame
-
-

@@ -14,6 +14,7 @@ from pdmlens.errors import DataValidationError
 from pdmlens.scoring import alert_levels, score_fleet
 from pdmlens.scoring.score import novelty_kind
 
+
 def test_scoring_the_test_split_reproduces_evaluate_to_the_bit(run: dict, test_fleet) -> None:
     table = score_fleet(run["bundle"], test_fleet, explain="none").table.set_index("unit")
     ev = pd.read_parquet(run["root"] / "evaluate" / "predictions.parquet")

@@ -17,7 +17,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-
 from typer.testing import CliRunner
 
 from pdmlens.cli import app
@@ -34,9 +33,7 @@ DATA_SETS = [s for s in TINY if s.startswith("data.") or s.startswith("window.")
 
 def pdmlens(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "pdmlens"
-    return subprocess.run(
-        [str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
 
 
 def sets(*extra: str) -> list[str]:
