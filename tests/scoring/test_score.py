@@ -136,3 +136,31 @@ def test_bundle_round_trip_keeps_calibration(run: dict, tmp_path: Path) -> None:
     assert set(b.info["thresholds"]) == {"0", "1", "2"}
     assert b.required_columns and "age" not in b.required_columns
     assert b.background.shape[1:] == (20, len(b.features))
+
+
+def test_horizon_task_scores_probabilities_and_explains_in_cycles(tmp_path: Path) -> None:
+    from pdmlens import steps
+    from pdmlens.config import RunConfig
+    from pdmlens.data.sources import load_source
+    from pdmlens.scoring import ScoringBundle, build_bundle
+    from tests.scoring.conftest import TINY
+
+    cfg = RunConfig().with_overrides(
+        [*TINY, "model.task=horizon", "model.lstm.epochs=1", "data.simulator.n_units=20"]
+    )
+    steps.ingest(cfg, tmp_path / "i")
+    steps.prepare(cfg, tmp_path / "i", tmp_path / "p")
+    steps.train_lstm(cfg, tmp_path / "p", tmp_path / "l")
+    steps.train_forest(cfg, tmp_path / "p", tmp_path / "f")
+    build_bundle(cfg, tmp_path / "p", tmp_path / "l", tmp_path / "f", tmp_path / "b")
+    bundle = ScoringBundle.load(tmp_path / "b")
+    fleet = load_source(cfg.data, seed=cfg.seed).test
+    t = score_fleet(bundle, fleet).table
+    assert t["p_fail_lstm"].between(0, 1).all() and t["p_fail_forest"].between(0, 1).all()
+    assert t["rul_forest"].isna().all() and np.isfinite(t["rul_lstm"]).all()
+    # the LSTM's P(failure) is its RUL through the stated sigmoid
+    est = bundle.lstm
+    p = 1 / (1 + np.exp(-(est.horizon + 0.5 - t["rul_lstm"]) / est.horizon_scale_))
+    np.testing.assert_allclose(p, t["p_fail_lstm"], rtol=1e-4, atol=1e-5)
+    assert t["top1_sensor"].str.startswith("sensor_").all()
+    assert (np.diff(1 - t["p_fail_lstm"][t["alert"] == "ok"].to_numpy()) >= 0).all()
