@@ -16,15 +16,33 @@ from pdmlens.scoring.score import novelty_kind
 
 
 def test_scoring_the_test_split_reproduces_evaluate_to_the_bit(run: dict, test_fleet) -> None:
-    table = score_fleet(run["bundle"], test_fleet, explain="none").table.set_index("unit")
+    import json
+
+    from pdmlens.data.prepare import PreparedData
+    from pdmlens.models import metrics as M
+
+    bundle = run["bundle"]
+    table = score_fleet(bundle, test_fleet, explain="none").table.set_index("unit")
+    # evaluate predicts each unit's last window (its test metrics) ...
+    data = PreparedData.load(run["root"] / "prepare")
+    lw = data.windows("test", run["cfg"].window, "rul_raw", last_only=True)
+    units = [str(u) for u in lw.window_units]
+    assert sorted(units) == sorted(table.index) and len(units) == 8
+    metrics = json.loads((run["root"] / "evaluate" / "output.json").read_text())["metrics"]
+    for model, est, dtype in (
+        ("lstm", bundle.lstm, np.float32),
+        ("forest", bundle.forest, np.float64),
+    ):
+        ours = table.loc[units, f"rul_{model}"].to_numpy()
+        assert np.array_equal(ours, np.asarray(est.predict(lw), dtype=np.float64)), model
+        rep = M.regression_report(ours.astype(dtype), lw.window_targets, run["cfg"].prepare.rul_cap)
+        assert rep["rmse"] == metrics[f"{model}_test_rmse"], model
+    # ... and writes every window's predictions (the last one per unit: the same windows)
     ev = pd.read_parquet(run["root"] / "evaluate" / "predictions.parquet")
     last = ev.groupby("unit", sort=False).tail(1).set_index("unit")
-    assert len(table) == len(last) == 8
-    for model in ("lstm", "forest"):
-        ours = table.loc[last.index, f"rul_{model}"].to_numpy()
-        theirs = last[model].to_numpy().astype(np.float64)
-        assert np.array_equal(ours, theirs), model
     assert (table.loc[last.index, "time"].to_numpy() == last["time"].to_numpy()).all()
+    np.testing.assert_allclose(table.loc[last.index, "rul_lstm"], last["lstm"], atol=1e-4)
+    assert np.array_equal(table.loc[last.index, "rul_forest"], last["forest"])
 
 
 def test_table_explains_in_cycles_and_sorts_by_urgency(run: dict, test_fleet) -> None:
