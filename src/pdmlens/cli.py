@@ -564,3 +564,120 @@ def serve_cmd(
         overlap=overlap.value,
         grace=grace,
     )
+
+
+# ----------------------------------------------------------------------------- score
+# (issue 14: scoring new data; kept apart from the other commands)
+
+
+class ExplainChoice(str, Enum):
+    all = "all"
+    alerts = "alerts"
+    none = "none"
+
+
+@app.command("score")
+@guarded
+def score_cmd(
+    config: Annotated[
+        Path | None, typer.Option(help="config YAML: the data section names the source")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a config key, e.g. --set data.path=DIR"),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="model URI, e.g. models:/pdmlens-lstm-simulated@champion"),
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option("--run", help="score with the models a training run logged")
+    ] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="a local scoring bundle folder (no registry needed)")
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="auto (test split if the source has one), test or train")
+    ] = "auto",
+    out: Annotated[
+        Path | None, typer.Option(help="output folder (default data/scores/<timestamp>)")
+    ] = None,
+    explain: Annotated[
+        ExplainChoice, typer.Option(help="explain all units, only alerts, or none")
+    ] = ExplainChoice.all,
+    board_units: Annotated[int, typer.Option(help="machines drawn on the board")] = 30,
+    track: Annotated[bool, typer.Option(help="record the scoring run in MLflow")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Score new data: every machine's remaining life, the sensors behind it, whether the
+    model has seen anything like it, and an alert level (act / watch / ok). Writes a fleet
+    table (Parquet, CSV) and an HTML board; records the scoring run in MLflow."""
+    import time
+
+    _log_to_stderr(verbose)
+    try:
+        cfg = load_config(config, set_ or [])
+    except (ValueError, OSError) as exc:
+        raise fail(f"bad configuration: {exc}") from None
+    from pdmlens.scoring.outputs import data_file, dataset_name, load_scoring_data, write_outputs
+    from pdmlens.scoring.score import score_fleet
+
+    fleet, used = load_scoring_data(cfg, split)
+    dataset = dataset_name(cfg, fleet)
+    tracker = None
+    versions: dict[str, str] = {}
+    if bundle is not None:
+        from pdmlens.scoring.bundle import ScoringBundle
+
+        if not (bundle / "bundle.json").is_file():
+            raise fail(f"{bundle} is not a scoring bundle (no bundle.json)")
+        loaded = ScoringBundle.load(bundle)
+        versions = {"bundle": str(bundle)}
+    if track or bundle is None:
+        from pdmlens.tracking import Tracker
+
+        tracker = Tracker(cfg.tracking)
+    if bundle is None:
+        from pdmlens import tracking_scoring as TS
+
+        try:
+            if run is not None:
+                resolved = TS.run_bundle(tracker, run)
+            else:
+                resolved = TS.load_bundle(tracker, model or TS.champion_uri(dataset))
+        except Exception as exc:  # no such model, or one without a bundle
+            raise fail(f"no scoring model: {type(exc).__name__}: {exc}", code=1) from None
+        loaded, versions = resolved.bundle, resolved.versions
+    scores = score_fleet(loaded, fleet, explain=explain.value, file=data_file(cfg, used))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out_dir = out or Path("data/scores") / f"{dataset}-{stamp}"
+    files = write_outputs(
+        scores,
+        loaded,
+        out_dir,
+        title=f"pdmlens fleet board: {dataset}",
+        subtitle=f"{used} split scored {stamp}; models {versions}",
+        max_board=board_units,
+        split=used,
+        models=versions,
+    )
+    run_id = None
+    if track and tracker is not None:
+        from pdmlens import tracking_scoring as TS
+
+        with TS.scoring_run(tracker, dataset, tags=TS.model_tags(versions)) as srun:
+            srun.log(scores, files.artifacts(), tags={"pdmlens.split": used})
+            run_id = srun.run_id
+    if as_json:
+        doc = json.loads(files.summary.read_text())
+        doc.update({"mlflow_run_id": run_id, "out_dir": str(out_dir), "board": str(files.board)})
+        typer.echo(json.dumps(doc, default=str))
+        return
+    from pdmlens.scoring.board import terminal_table
+
+    typer.echo(terminal_table(scores, loaded.task))
+    typer.echo(f"\nalert rule: {scores.rule}")
+    typer.echo(f"board: {files.board}\ntable: {files.parquet} (and .csv)")
+    if run_id:
+        typer.echo(f"MLflow scoring run {run_id} in experiment 'pdmlens-score-{dataset}'")

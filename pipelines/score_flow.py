@@ -1,0 +1,162 @@
+"""The scoring flow: read whatever the configured source holds now, score it, record it.
+
+``pdmlens_score_flow`` is what ``pdmlens score`` does, as a Prefect flow for schedules:
+load the source (I/O, retried), score with the chosen model (default: the dataset's LSTM
+champion; or a model URI, or a local bundle folder), write the fleet table and board, and
+record a scoring run in MLflow (experiment ``pdmlens-score-<dataset>``). Bad data fails
+the flow before any scoring run exists.
+
+``score_deployment(cfg, cron)`` is the deployment to serve beside the training one;
+``serve_both(cfg, train_cron, score_cron)`` serves the two together in this process (e.g.
+training nightly, scoring hourly), each on its own cron.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.tasks import exponential_backoff
+
+from pdmlens.config import RunConfig
+from pdmlens.errors import PdmlensError
+
+SCORE_FLOW_NAME = "pdmlens-score"
+SCORE_DEPLOYMENT = "scoring"
+
+
+def _retry_io(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's callback shape)
+    try:
+        state.result()
+    except PdmlensError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+def _tracker(cfg: RunConfig) -> Any:
+    from pdmlens.tracking import Tracker
+
+    return Tracker(cfg.tracking)
+
+
+@task(
+    name="score",
+    retries=2,
+    retry_delay_seconds=exponential_backoff(2),
+    retry_condition_fn=_retry_io,
+)
+def score_task(
+    cfg: RunConfig,
+    model: str | None,
+    bundle_dir: str | None,
+    split: str,
+    explain: str,
+    out_dir: str,
+) -> dict[str, Any]:
+    """Load the source, score it, write the outputs; returns counts, files and models."""
+    from pdmlens.scoring.bundle import ScoringBundle
+    from pdmlens.scoring.outputs import data_file, dataset_name, load_scoring_data, write_outputs
+    from pdmlens.scoring.score import score_fleet
+
+    fleet, used = load_scoring_data(cfg, split)
+    dataset = dataset_name(cfg, fleet)
+    if bundle_dir is not None:
+        bundle, versions = ScoringBundle.load(bundle_dir), {"bundle": bundle_dir}
+    else:
+        from pdmlens import tracking_scoring as TS
+
+        resolved = TS.load_bundle(_tracker(cfg), model or TS.champion_uri(dataset))
+        bundle, versions = resolved.bundle, resolved.versions
+    scores = score_fleet(bundle, fleet, explain=explain, file=data_file(cfg, used))
+    files = write_outputs(
+        scores,
+        bundle,
+        out_dir,
+        title=f"pdmlens fleet board: {dataset}",
+        subtitle=f"{used} split scored {time.strftime('%Y-%m-%d %H:%M:%S')}",
+        split=used,
+        models=versions,
+    )
+    return {
+        "dataset": dataset,
+        "split": used,
+        "counts": scores.counts(),
+        "seconds": scores.seconds,
+        "models": versions,
+        "files": {k: str(v) for k, v in files.artifacts().items()},
+        "summary": str(files.summary),
+        "board": str(files.board),
+    }
+
+
+@task(name="log-scoring", retries=2, retry_delay_seconds=exponential_backoff(2))
+def log_scoring_task(cfg: RunConfig, result: dict[str, Any], flow_run_id: str | None) -> str:
+    """Record the scoring run (metrics from the written summary, artifacts the files)."""
+    import json
+
+    from pdmlens import tracking_scoring as TS
+    from pdmlens.scoring.score import ScoreTable
+
+    doc = json.loads(Path(result["summary"]).read_text())
+    import pandas as pd
+
+    scores = ScoreTable(table=pd.DataFrame(doc["units"]), seconds=doc["seconds"])
+    tags = {**TS.model_tags(result["models"]), "pdmlens.split": result["split"]}
+    if flow_run_id:
+        tags["pdmlens.flow_run_id"] = flow_run_id
+    with TS.scoring_run(_tracker(cfg), result["dataset"], tags=tags) as run:
+        run.log(scores, result["files"])
+        return run.run_id
+
+
+@flow(name=SCORE_FLOW_NAME, log_prints=True)
+def pdmlens_score_flow(
+    config: dict | None = None,
+    overrides: list[str] | None = None,
+    model: str | None = None,
+    bundle: str | None = None,
+    split: str = "auto",
+    explain: str = "all",
+    out_dir: str | None = None,
+) -> dict[str, Any]:
+    """Score the configured source's current data; returns counts, files and the MLflow
+    scoring run id."""
+    from prefect.runtime import flow_run
+
+    cfg = RunConfig.model_validate(config or {})
+    if overrides:
+        cfg = cfg.with_overrides(list(overrides))
+    logger = get_run_logger()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = out_dir or str(Path(cfg.pipeline.work_dir).parent / "scores" / stamp)
+    result = score_task(cfg, model, bundle, split, explain, out)
+    run_id = log_scoring_task(cfg, result, flow_run.get_id())
+    logger.info("scored %s: %s (MLflow run %s)", result["dataset"], result["counts"], run_id)
+    return {**result, "mlflow_run_id": run_id}
+
+
+def score_deployment(cfg: RunConfig, cron: str, name: str = SCORE_DEPLOYMENT, **params: Any) -> Any:
+    """The scoring flow as a deployment on ``cron`` (serve it with ``prefect.serve``)."""
+    return pdmlens_score_flow.to_deployment(
+        name=name, cron=cron, parameters={"config": cfg.model_dump(mode="json"), **params}
+    )
+
+
+def serve_both(
+    cfg: RunConfig, train_cron: str, score_cron: str, score_params: dict[str, Any] | None = None
+) -> None:
+    """Serve training (``pdmlens/scheduled``) and scoring (``pdmlens-score/scoring``)
+    together, each on its own cron (blocks; needs a Prefect server: see pipelines.run)."""
+    from prefect import serve
+
+    from pipelines.flow import pdmlens_flow
+    from pipelines.run import task_runner
+
+    train: Any = pdmlens_flow.with_options(task_runner=task_runner(cfg)).to_deployment(
+        name="scheduled", cron=train_cron, parameters={"config": cfg.model_dump(mode="json")}
+    )
+    serve(train, score_deployment(cfg, score_cron, **(score_params or {})))
