@@ -10,6 +10,7 @@ its children); its progress is the last step or epoch line of its log.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -185,17 +186,13 @@ class Launcher:
             _signal_group(j.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for j in running:
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 j.proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                pass
             _signal_group(j.proc.pid, signal.SIGKILL)
             if j.proc.poll() is None:
                 j.proc.wait(5)
 
 
 def _signal_group(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
