@@ -519,9 +519,17 @@ def explore_cmd(
 ) -> None:
     """Explore the runs of the MLflow store in the browser: the fleet, one machine, the
     LSTM's signatures, a new fault, and launching runs (Ctrl-C or SIGTERM stops it)."""
+    import os
     import sys
 
     from threadpoolctl import threadpool_limits
+
+    ours = [
+        v
+        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        if v not in os.environ
+    ]
+    os.environ.update({v: "1" for v in ours})  # read by libraries loaded from here on
 
     try:
         cfg = load_config(config, set_ or [])
@@ -541,6 +549,7 @@ def explore_cmd(
     if config is not None:
         overrides = [f"{k}={json.dumps(v)}" for k, v in cfg.flat().items() if k != "tracking.uri"]
     dash_app, launcher = create_app(uri, overrides, dataset=dataset)
+    launcher.drop_env = ours  # launched runs use their own thread defaults
 
     def ready(url: str) -> None:
         typer.echo(f"pdmlens explorer on {url} over {uri} (Ctrl-C stops)", err=True)

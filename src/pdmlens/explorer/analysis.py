@@ -259,70 +259,112 @@ def parse_bins(text: str) -> list[float]:
     return bins
 
 
+def _probe_accuracy(
+    sample: SignatureSample, st_tr: np.ndarray, st_te: np.ndarray, seed: int
+) -> dict[int, float]:
+    """Accuracy on the evaluated windows of a linear probe (standardize + logistic
+    regression) trained on the training windows' stages, per layer; independent of k,
+    so cached on the sample per stage labelling."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    key = (st_tr.tobytes(), st_te.tobytes(), seed)
+    cache: dict[Any, dict[int, float]] = sample.__dict__.setdefault("_probes", {})
+    if key not in cache:
+        out = {}
+        for layer in sample.train:
+            if len(np.unique(st_tr)) < 2:
+                out[layer] = float("nan")
+                continue
+            probe = make_pipeline(
+                StandardScaler(), LogisticRegression(max_iter=300, random_state=seed)
+            ).fit(sample.train[layer], st_tr)
+            out[layer] = float(np.mean(probe.predict(sample.test[layer]) == st_te))
+        cache[key] = out
+    return cache[key]
+
+
 def recluster(
     sample: SignatureSample, k: int, bins: Sequence[float], seed: int = 0
 ) -> tuple[pd.DataFrame, dict[int, np.ndarray], np.ndarray]:
     """k-means with ``k`` clusters per layer (fitted on the training signatures), scored
     on the evaluated windows against health stages from ``bins``: the table per layer
-    (purity, nmi, ari, probe_accuracy, majority_baseline), the cluster of every evaluated
-    window per layer, and their stages."""
-    from pdmlens.signatures.cluster import SignatureClusterer, stage_of
-    from pdmlens.signatures.layers import layer_separation
+    (name, k, purity, nmi, ari, probe_accuracy, majority_baseline; the same measures as
+    the pipeline's signatures step), the cluster of every evaluated window per layer, and
+    their stages."""
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-    st_tr = stage_of(np.minimum(sample.train_rul, bins[-1]), bins)
-    st_te = stage_of(np.minimum(sample.test_rul, bins[-1]), bins)
-    table = layer_separation(
-        sample.train,
-        st_tr,
-        sample.test,
-        st_te,
-        seed=seed,
-        k=int(k),
-        silhouette_sample=300,
-        probe_max_iter=300,
+    from pdmlens.signatures.cluster import (
+        SignatureClusterer,
+        layer_label,
+        purity_score,
+        stage_of,
     )
-    labels = {}
+
+    st_tr = np.asarray(stage_of(np.minimum(sample.train_rul, bins[-1]), bins))
+    st_te = np.asarray(stage_of(np.minimum(sample.test_rul, bins[-1]), bins))
+    values, counts = np.unique(st_tr, return_counts=True)
+    baseline = float(np.mean(st_te == values[np.argmax(counts)])) if len(st_te) else np.nan
+    probes = _probe_accuracy(sample, st_tr, st_te, seed)
+    rows, labels = [], {}
     for layer in sample.train:
-        clu = SignatureClusterer(k=int(k), seed=seed, n_init=10, silhouette_sample=300)
-        labels[layer] = clu.fit(sample.train[layer]).predict(sample.test[layer])
-    return table, labels, st_te
+        clu = SignatureClusterer(k=int(k), seed=seed, n_init=4, silhouette_sample=300)
+        pred = clu.fit(sample.train[layer]).predict(sample.test[layer])
+        labels[layer] = pred
+        rows.append(
+            {
+                "layer": layer,
+                "name": layer_label(layer),
+                "k": int(k),
+                "purity": purity_score(pred, st_te),
+                "nmi": float(normalized_mutual_info_score(st_te, pred)),
+                "ari": float(adjusted_rand_score(st_te, pred)),
+                "probe_accuracy": probes[layer],
+                "majority_baseline": baseline,
+            }
+        )
+    return pd.DataFrame(rows).set_index("layer"), labels, st_te
 
 
 def separation_verdict(table: pd.DataFrame, metric: str = "nmi", tolerance: float = 0.05) -> str:
-    """An honest sentence on which layer first separates health stages: it names the
-    first layer within ``tolerance`` of the best, and says so when no LSTM layer beats
-    the raw input or when the probe does no better than always guessing the commonest
-    stage."""
+    """An honest sentence on which layer first separates health stages. It says first
+    when no layer's probe beats always guessing the commonest stage (then nothing
+    separates them), names the first layer within ``tolerance`` of the best by
+    ``metric``, and says when no LSTM layer beats the raw input (layer 0)."""
     from pdmlens.signatures.cluster import layer_label
     from pdmlens.signatures.layers import first_separating_layer
 
     choice = first_separating_layer(table, metric, tolerance)
-    parts = [choice.sentence() + "."]
-    if 0 in table.index:
+    parts: list[str] = []
+    probe = table["probe_accuracy"].astype(float) if "probe_accuracy" in table else None
+    base = float(table["majority_baseline"].iloc[0]) if "majority_baseline" in table else None
+    if probe is not None and base is not None and float(probe.max()) <= base + 0.02:
+        parts.append(
+            f"No layer separates the health stages: the best linear probe "
+            f"({float(probe.max()):.2f}) does no better than always guessing the "
+            f"commonest stage ({base:.2f}). For what it is worth, by {metric} "
+            f"{choice.name} agrees most ({choice.score:.3f})."
+        )
+    else:
+        parts.append(choice.sentence() + ".")
+    if 0 in table.index and len(table) > 1:
         raw = float(table.loc[0, metric])
-        lstm_rows = table.drop(index=0)[metric].astype(float)
-        if len(lstm_rows) and float(lstm_rows.max()) <= raw + 1e-12:
+        lstm_rows = table.drop(index=0)
+        if float(lstm_rows[metric].astype(float).max()) <= raw + 1e-12:
             parts.append(
                 f"No LSTM layer beats the raw input ({metric} {raw:.3f}): the network's "
                 "states separate health stages no better than the sensors themselves."
             )
-        if "probe_accuracy" in table.columns:
-            probe_raw = float(table.loc[0, "probe_accuracy"])
-            probe_best = float(lstm_rows.index.map(lambda i: table.loc[i, "probe_accuracy"]).max())
-            if probe_best <= probe_raw:
+        if probe is not None:
+            p_raw, p_best = float(probe.loc[0]), float(probe.drop(index=0).max())
+            if p_best <= p_raw:
                 parts.append(
                     f"A linear probe reads the stage from the raw input at least as well "
-                    f"({probe_raw:.2f}) as from any LSTM layer ({probe_best:.2f})."
+                    f"({p_raw:.2f}) as from any LSTM layer ({p_best:.2f})."
                 )
-    if "majority_baseline" in table.columns and "probe_accuracy" in table.columns:
-        base = float(table["majority_baseline"].iloc[0])
-        best = float(table["probe_accuracy"].max())
-        if best <= base + 0.02:
-            parts.append(
-                f"No layer's probe beats always guessing the commonest stage ({base:.2f})."
-            )
     if choice.layer != choice.best_layer:
-        parts.append(f"The best layer is {layer_label(choice.best_layer)}.")
+        parts.append(f"The best layer by {metric} is {layer_label(choice.best_layer)}.")
     return " ".join(parts)
 
 

@@ -10,10 +10,11 @@ the page (``_safe``), never as a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,18 @@ ERROR_STYLE = {**BOX, "background": "#f8d7da", "color": "#721c24"}
 NOTE_STYLE = {**BOX, "background": "#eef3f8"}
 
 
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """One BLAS/OpenMP/torch thread in this (server worker) thread: thread limits are per
+    thread, and on a shared CPU the small matrices here are many times faster so."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+
+
 class UserError(Exception):
     """A problem the page shows as a message (bad input, missing data)."""
 
@@ -56,7 +69,8 @@ def _safe(n_outputs: int, message_index: int | None = None) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args: Any) -> Any:
             try:
-                return fn(*args)
+                with single_threaded():
+                    return fn(*args)
             except dash.exceptions.PreventUpdate:
                 raise
             except Exception as exc:
@@ -471,7 +485,8 @@ def create_app(
             return None
         run = runs.get(base["run_id"])
         try:
-            extra = A.fleet_extras(run, [r["machine"] for r in base["rows"]])
+            with single_threaded():
+                extra = A.fleet_extras(run, [r["machine"] for r in base["rows"]])
         except Exception as exc:  # the table stands without them
             log.warning("fleet extras of %s: %s", base["run_id"], exc)
             return {"run_id": base["run_id"], "error": str(exc)}

@@ -183,10 +183,15 @@ def novelty_histograms(
     ):
         if key in scores:
             fig.add_histogram(
-                x=scores[key], name=label, opacity=0.6, marker={"color": color}, nbinsx=40
+                x=scores[key],
+                name=f"{label} (n={len(scores[key])})",
+                opacity=0.6,
+                marker={"color": color},
+                nbinsx=40,
+                histnorm="probability",
             )
     fig.add_vline(x=threshold, line={"color": "#222", "dash": "dash"}, annotation_text="threshold")
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title="novelty score")
-    fig.update_yaxes(title="windows")
+    fig.update_yaxes(title="share of windows")
     return _layout(fig, f"{layer_name}: novelty scores", 300)

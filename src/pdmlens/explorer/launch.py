@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from pdmlens.config import RunConfig, parse_overrides
 
 PROGRESS = re.compile(
-    r"(LSTM (?:refit )?epoch [^\n]*|Task run '([a-z-]+)[^']*' - Finished|"
+    r"(LSTM (?:refit )?epoch [^\n]*|Task run '([a-z][a-z-]*?)-[0-9a-f]+' - Finished|"
     r"data \S+ ready|evaluated on [^\n]*|signatures: [^\n]*)"
 )
 
@@ -154,6 +154,8 @@ class Launcher:
         self.workdir = Path(workdir)
         self.cwd = Path(cwd) if cwd else Path.cwd()
         self.jobs: list[Job] = []
+        self.drop_env: list[str] = []
+        """environment variables not passed on to launched runs"""
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -172,7 +174,7 @@ class Launcher:
                     stderr=log,
                     stdin=subprocess.DEVNULL,
                     cwd=self.cwd,
-                    env=os.environ.copy(),
+                    env={k: v for k, v in os.environ.items() if k not in self.drop_env},
                     start_new_session=True,
                 )
             job = Job(n, list(overrides), proc, log_path, out_path)
