@@ -141,7 +141,8 @@ class StoreReader:
 
     def ingest_dir(self, run_id: str) -> Path | None:
         """The folder the run's data was ingested to (its dataset inputs' source)."""
-        for inp in self.client.get_run(run_id).inputs.dataset_inputs:
+        inputs = self.client.get_run(run_id).inputs
+        for inp in inputs.dataset_inputs if inputs is not None else []:
             try:
                 src = json.loads(inp.dataset.source)
             except (TypeError, ValueError):

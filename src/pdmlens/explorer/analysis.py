@@ -9,7 +9,7 @@ Layers are counted from 1 (LSTM layer 1 is the first); layer 0 is the raw input 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +58,9 @@ def fleet_table(preds: pd.DataFrame, horizon: float, cap: float) -> pd.DataFrame
     if "true" in last.columns:
         out["true_rul"] = np.minimum(last["true"].to_numpy(dtype=np.float64), cap).round(1)
     out["disagreement"] = (out["lstm_rul"] - out["forest_rul"]).abs().round(1)
-    low = np.minimum(out["lstm_rul"], out["forest_rul"])
-    out["alert"] = alert_level(low.to_numpy(), horizon)
-    return out.iloc[np.argsort(low.to_numpy(), kind="stable")].reset_index(drop=True)
+    low = np.minimum(out["lstm_rul"].to_numpy(), out["forest_rul"].to_numpy())
+    out["alert"] = alert_level(low, horizon)
+    return out.iloc[np.argsort(low, kind="stable")].reset_index(drop=True)
 
 
 def machine_history(preds: pd.DataFrame, unit: str, cap: float) -> pd.DataFrame:
@@ -349,7 +349,7 @@ def separation_verdict(table: pd.DataFrame, metric: str = "nmi", tolerance: floa
     else:
         parts.append(choice.sentence() + ".")
     if 0 in table.index and len(table) > 1:
-        raw = float(table.loc[0, metric])
+        raw = float(table[metric].astype(float).loc[0])
         lstm_rows = table.drop(index=0)
         if float(lstm_rows[metric].astype(float).max()) <= raw + 1e-12:
             parts.append(
@@ -507,7 +507,7 @@ def unseen_fault_modes(run: RunData) -> list[int]:
 class NewFaultResult:
     table: pd.DataFrame
     """per layer: auroc, threshold, detection_rate, false_alarm_rate, ..."""
-    scores: dict[int, dict[str, np.ndarray]]
+    scores: dict[Hashable, dict[str, np.ndarray]]
     units: dict[int, pd.DataFrame]
     n_new: int
 
@@ -537,12 +537,16 @@ def new_fault(run: RunData, modes: Sequence[int], size: int = SAMPLE) -> NewFaul
         idx = _pick(len(w), size, cfg.seed + 3)
         new_sigs = _signatures(run.lstm, w.batch(idx)[0].copy())
         s = signature_sample(run, size)
+
+        def hashable(d: dict[int, np.ndarray]) -> Mapping[Hashable, np.ndarray]:
+            return {k: v for k, v in d.items()}  # noqa: C416 (widens the key type)
+
         sc = cfg.signatures
         table, scores = novelty_by_layer(
-            s.train,
-            s.val,
-            s.test,
-            new_sigs,
+            hashable(s.train),
+            hashable(s.val),
+            hashable(s.test),
+            hashable(new_sigs),
             method=sc.novelty_method,
             k=sc.novelty_knn,
             tnr=sc.novelty_tnr,

@@ -131,7 +131,7 @@ def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Di
                 "window; novel: its last-layer signature is above the novelty threshold.",
                 className="help",
             ),
-            dash_table.DataTable(
+            dash_table.DataTable(  # type: ignore[attr-defined]
                 id="fleet-table",
                 sort_action="native",
                 page_size=50,
@@ -251,7 +251,7 @@ def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Di
                 ]
             ),
             html.Div(id="sig-verdict", style=NOTE_STYLE),
-            dash_table.DataTable(
+            dash_table.DataTable(  # type: ignore[attr-defined]
                 id="sig-table",
                 style_cell={"fontFamily": "sans-serif", "fontSize": 13, "padding": "4px 8px"},
                 style_header={"fontWeight": "bold"},
@@ -271,7 +271,7 @@ def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Di
             ),
             dcc.Checklist(id="nf-modes", inline=True),
             html.Div(id="nf-message"),
-            dash_table.DataTable(
+            dash_table.DataTable(  # type: ignore[attr-defined]
                 id="nf-table",
                 style_cell={"fontFamily": "sans-serif", "fontSize": 13, "padding": "4px 8px"},
                 style_header={"fontWeight": "bold"},
@@ -413,7 +413,7 @@ def create_app(
         __name__,
         title="pdmlens explorer",
         suppress_callback_exceptions=False,
-        update_title=None,
+        update_title="",
     )
     app.layout = build_layout(defaults, sim.fault_modes)
 
@@ -800,13 +800,16 @@ def create_app(
         for c in cols[1:]:
             out[c] = out[c].astype(float).round(3)
         graphs: list[Any] = []
-        best = table["detection_rate"].astype(float).idxmax()
+        detect = table["detection_rate"].to_numpy(float)
+        false_alarm = table["false_alarm_rate"].to_numpy(float)
+        i_best = int(np.argmax(detect))
+        best = table.index[i_best]
         graphs.append(
             html.Div(
                 f"{len(modes)} unseen mode(s), {res.n_new} new windows: "
                 f"{layer_label(best)} detects the most "
-                f"({table.loc[best, 'detection_rate']:.0%} of new windows flagged, "
-                f"{table.loc[best, 'false_alarm_rate']:.0%} false alarms on familiar ones).",
+                f"({detect[i_best]:.0%} of new windows flagged, "
+                f"{false_alarm[i_best]:.0%} false alarms on familiar ones).",
                 style=NOTE_STYLE,
                 id="nf-verdict",
             )
@@ -833,7 +836,7 @@ def create_app(
                     )
                 )
                 graphs.append(
-                    dash_table.DataTable(
+                    dash_table.DataTable(  # type: ignore[attr-defined]
                         data=u.assign(
                             only_new=u["only_new"].map({True: "yes", False: "no"})
                         ).to_dict("records"),
@@ -929,8 +932,9 @@ def _fleet_sentence(table: pd.DataFrame, horizon: float) -> str:
     disagree = table[table["disagreement"] > horizon]
     parts = [f"{len(table)} machines."]
     if len(alarm):
+        low = np.minimum(alarm["lstm_rul"].to_numpy(float), alarm["forest_rul"].to_numpy(float))
         names = ", ".join(
-            f"{r.machine} ({min(r.lstm_rul, r.forest_rul):.0f})" for r in alarm.head(8).itertuples()
+            f"{m} ({v:.0f})" for m, v in list(zip(alarm["machine"], low, strict=True))[:8]
         )
         parts.append(f"{len(alarm)} in alarm (predicted RUL below {horizon:g} cycles): {names}.")
     else:
