@@ -368,3 +368,44 @@ def test_sigterm_stops_the_explorer_and_its_launched_run(root: Path, tiny_run: d
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_report_links_and_zoom_work_inside_a_sandboxed_frame(browser: Any, tiny_run: dict) -> None:
+    """The report as MLflow shows an HTML artifact: a blob: URL in an iframe sandboxed with
+    ``allow-scripts`` only. A contents link scrolls (no navigation to ``blob:...#id``) and a
+    click on a figure enlarges it."""
+    report = Path(tiny_run["report"]).read_text(encoding="utf-8")
+    p = Page(browser)
+    pg = p.page
+    pg.set_content(
+        '<iframe id="f" sandbox="allow-scripts" style="width:1200px;height:700px"></iframe>'
+    )
+    pg.evaluate(
+        "html => { const u = URL.createObjectURL(new Blob([html], {type: 'text/html'}));"
+        " document.getElementById('f').src = u; }",
+        report,
+    )
+    pg.wait_for_function("document.getElementById('f').src.startsWith('blob:')")
+    deadline = time.monotonic() + 30
+    frame = None
+    while frame is None and time.monotonic() < deadline:
+        frame = next((f for f in pg.frames if f.url.startswith("blob:")), None)
+        time.sleep(0.1)
+    assert frame is not None
+    frame.wait_for_selector("nav a[data-target]")
+    links = frame.locator("nav a[data-target]")
+    assert links.count() >= 3
+    target = links.nth(links.count() - 1).get_attribute("data-target")
+    url_before = frame.url
+    links.nth(links.count() - 1).click()
+    frame.wait_for_function("window.scrollY > 0")
+    top = frame.evaluate(f"document.getElementById('{target}').getBoundingClientRect().top")
+    assert abs(top) < 80
+    assert frame.url == url_before  # scrolled, not navigated
+    frame.locator("figure img").first.click()
+    frame.wait_for_selector("#zoom.on img[src^='data:image/png']")
+    pg.keyboard.press("Escape")
+    frame.wait_for_selector("#zoom:not(.on)", state="attached")
+    p.shot("report_in_frame")
+    assert p.errors == []
+    pg.close()
