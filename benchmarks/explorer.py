@@ -70,10 +70,15 @@ def sets(root: Path) -> list[str]:
 
 
 def make_store(root: Path, n_runs: int = 20) -> str:
-    """One real tiny run plus older copies of its parent run, ``n_runs`` in all."""
-    from mlflow import MlflowClient
+    """One real tiny run (unless the store has one) plus older copies of its latest parent
+    run, ``n_runs`` parent runs in all."""
+
+    from pdmlens.tracking_explorer import StoreReader
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
+    have = StoreReader(uri).runs() if (root / "mlflow.db").is_file() else None
+    if have is not None and len(have):
+        return _copies(uri, have["run_id"].iloc[0], n_runs - len(have))
     env = {
         **os.environ,
         "PREFECT_HOME": str(root / "prefect"),
@@ -91,11 +96,17 @@ def make_store(root: Path, n_runs: int = 20) -> str:
     )
     if res.returncode != 0:
         raise SystemExit(res.stderr[-3000:])
-    real = json.loads(res.stdout)["mlflow_run_id"]
+    return _copies(uri, json.loads(res.stdout)["mlflow_run_id"], n_runs - 1)
+
+
+def _copies(uri: str, real: str, n: int) -> str:
+    """``n`` older copies of run ``real``: params, metrics, tags, predictions."""
+    from mlflow import MlflowClient
+
     client = MlflowClient(uri)
     src = client.get_run(real)
     preds = Path(src.info.artifact_uri.removeprefix("file://")) / "predictions.parquet"
-    for i in range(n_runs - 1):
+    for i in range(max(n, 0)):
         start = src.info.start_time - (i + 1) * 3_600_000
         run = client.create_run(
             src.info.experiment_id,
@@ -191,11 +202,10 @@ def main() -> None:
 
     torch.set_num_threads(1)
     root = a.store or Path(tempfile.mkdtemp(prefix="pdmlens-bench-explorer-"))
-    if a.store is None or not (root / "mlflow.db").is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        t = time.perf_counter()
-        make_store(root)
-        print(f"store with 20 runs made in {time.perf_counter() - t:.0f} s: {root}")
+    root.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    make_store(root)
+    print(f"store with 20 runs ready in {time.perf_counter() - t:.0f} s: {root}")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     up, first, page_k = measure_browser(root)
     compute_k = measure_compute(uri)

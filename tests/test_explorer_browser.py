@@ -216,12 +216,19 @@ def test_fleet_lists_every_machine_and_opens_one(page: Page, tiny_run: dict) -> 
 def test_machine_slider_moves_the_explained_window(page: Page) -> None:
     pg = page.page
     pg.click("#tab-machine")
-    pg.wait_for_function(
-        "document.querySelector('#window-summary').innerText.includes('Top sensors')"
-    )
-    first = page.text("#window-summary")
-    end = int(re.search(r"Window ending at cycle (\d+)", first).group(1))
     thumb = pg.locator("#cycle-slider [role=slider]")
+    # settled: the explained window is the one the slider shows
+    pg.wait_for_function(
+        "(() => { const t = document.querySelector('#cycle-slider [role=slider]');"
+        " const now = t.getAttribute('aria-valuenow');"
+        " const unit = document.querySelector('#machine-summary').innerText.split(' ')[0];"
+        " return now === t.getAttribute('aria-valuemax')"
+        " && document.querySelector('#window-summary').innerText"
+        "    .includes('Window ending at cycle ' + now + ':')"
+        " && document.querySelector('#machine-shap').innerText"
+        "    .includes(unit + ', window ending at cycle ' + now); })()"
+    )
+    end = int(thumb.get_attribute("aria-valuenow"))
     thumb.focus()
     for _ in range(3):
         pg.keyboard.press("ArrowLeft")
