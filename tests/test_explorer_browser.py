@@ -336,22 +336,20 @@ def _descendants(pid: int) -> list[int]:
         return []
 
 
-def test_sigterm_stops_the_explorer_and_its_launched_run(root: Path, tiny_run: dict) -> None:
+def test_sigterm_stops_the_explorer_and_its_launched_run(
+    root: Path, tiny_run: dict, browser: Any
+) -> None:
     import psutil
 
     proc, url = start_explorer(root, "model.lstm.epochs=50")
     try:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROME_ARGS, headless=True)
-            pg = b.new_page()
-            pg.set_default_timeout(120_000)
-            pg.goto(url)
-            pg.click("#tab-launch")
-            pg.click("#launch-button")
-            pg.wait_for_selector("#job-1")
-            b.close()
+        pg = browser.new_page()
+        pg.set_default_timeout(120_000)
+        pg.goto(url)
+        pg.click("#tab-launch")
+        pg.click("#launch-button")
+        pg.wait_for_selector("#job-1")
+        pg.close()
         deadline = time.monotonic() + 60
         children: list[int] = []
         while time.monotonic() < deadline and not children:
