@@ -382,9 +382,14 @@ def test_report_links_and_zoom_work_inside_a_sandboxed_frame(browser: Any, tiny_
     report = Path(tiny_run["report"]).read_text(encoding="utf-8")
     p = Page(browser)
     pg = p.page
-    pg.set_content(
-        '<iframe id="f" sandbox="allow-scripts" style="width:1200px;height:700px"></iframe>'
+    # the host page needs an origin of its own (as MLflow's UI has) for its blob: URL to
+    # load in the frame; it is served from memory, nothing goes to the network
+    host = '<iframe id="f" sandbox="allow-scripts" style="width:1200px;height:700px"></iframe>'
+    pg.route(
+        "http://mlflow.test/**",
+        lambda route: route.fulfill(body=host, content_type="text/html", status=200),
     )
+    pg.goto("http://mlflow.test/")
     pg.evaluate(
         "html => { const u = URL.createObjectURL(new Blob([html], {type: 'text/html'}));"
         " document.getElementById('f').src = u; }",
