@@ -535,14 +535,12 @@ def explore_cmd(
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
-    import torch
-
     from pdmlens.explorer.app import create_app
     from pdmlens.explorer.server import serve
     from pdmlens.tracking import resolve_tracking_uri
 
     # small matrices on a shared CPU: one thread each is faster than fighting over cores
-    torch.set_num_threads(1)
+    # (torch, imported later, reads OMP_NUM_THREADS set above)
     threadpool_limits(1)
     uri = resolve_tracking_uri(cfg.tracking)
     overrides = [s for s in (set_ or []) if not s.startswith("tracking.uri=")]

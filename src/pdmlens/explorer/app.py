@@ -27,7 +27,6 @@ from pdmlens.explorer import analysis as A
 from pdmlens.explorer import figures as F
 from pdmlens.explorer.launch import Launcher, form_overrides
 from pdmlens.explorer.rundata import RunCache
-from pdmlens.signatures.cluster import layer_label, stage_names
 from pdmlens.tracking_explorer import StoreReader
 
 log = logging.getLogger(__name__)
@@ -49,10 +48,14 @@ NOTE_STYLE = {**BOX, "background": "#eef3f8"}
 def single_threaded() -> Iterator[None]:
     """One BLAS/OpenMP/torch thread in this (server worker) thread: thread limits are per
     thread, and on a shared CPU the small matrices here are many times faster so."""
-    import torch
+    import sys
+
     from threadpoolctl import threadpool_limits
 
-    torch.set_num_threads(1)
+    # torch not (fully) imported yet: it reads OMP_NUM_THREADS when it is
+    set_threads = getattr(sys.modules.get("torch"), "set_num_threads", None)
+    if set_threads is not None:
+        set_threads(1)
     with threadpool_limits(1):
         yield
 
@@ -91,6 +94,11 @@ def _safe(n_outputs: int, message_index: int | None = None) -> Callable:
         return wrapper
 
     return deco
+
+
+def layer_label(layer: Any) -> str:
+    """ "input" for layer 0, "LSTM layer n" for n >= 1 (as the signatures step names them)."""
+    return "input" if int(layer) == 0 else f"LSTM layer {int(layer)}"
 
 
 def _run_label(row: pd.Series) -> str:
@@ -416,6 +424,8 @@ def create_app(
         update_title="",
     )
     app.layout = build_layout(defaults, sim.fault_modes)
+    # the first query opens the store; its answer serves the page's first request
+    startup = {"runs": reader.runs()}
 
     # ------------------------------------------------------------------ runs and tabs
 
@@ -426,7 +436,8 @@ def create_app(
         State("run-select", "value"),
     )
     def list_runs(_version: int, current: str | None) -> tuple[list[dict], str | None]:
-        table = reader.runs()
+        table = startup.pop("runs", None)
+        table = reader.runs() if table is None else table
         table = table[table["status"] == "FINISHED"]
         options = [{"label": _run_label(r), "value": r["run_id"]} for _, r in table.iterrows()]
         if current in set(table["run_id"]):
@@ -497,8 +508,24 @@ def create_app(
         Output("fleet-table", "columns"),
         Output("fleet-summary", "children"),
         Input("fleet-base", "data"),
-        Input("fleet-extra", "data"),
     )
+    def fleet_first(base: dict | None) -> tuple[Any, Any, Any]:
+        """The table from the recorded predictions at once (extras come after)."""
+        return fleet_view(base, None)
+
+    @app.callback(
+        Output("fleet-table", "data", allow_duplicate=True),
+        Output("fleet-table", "columns", allow_duplicate=True),
+        Output("fleet-summary", "children", allow_duplicate=True),
+        Input("fleet-extra", "data"),
+        State("fleet-base", "data"),
+        prevent_initial_call=True,
+    )
+    def fleet_with_extras(extra: dict | None, base: dict | None) -> tuple[Any, Any, Any]:
+        if not extra or not base or extra.get("run_id") != base.get("run_id"):
+            raise dash.exceptions.PreventUpdate
+        return fleet_view(base, extra)
+
     def fleet_view(base: dict | None, extra: dict | None) -> tuple[Any, Any, Any]:
         if not base:
             return [], [], "No run selected."
@@ -606,10 +633,13 @@ def create_app(
         Input("run-select", "value"),
         Input("machine-select", "value"),
         Input("cycle-slider", "value"),
+        Input("tabs", "value"),
     )
     @_safe(3, 2)
-    def machine_window(run_id: str | None, unit: str | None, cycle: float | None) -> tuple:
-        if not run_id or not unit or cycle is None:
+    def machine_window(
+        run_id: str | None, unit: str | None, cycle: float | None, tab: str = ""
+    ) -> tuple:
+        if tab != "machine" or not run_id or not unit or cycle is None:
             raise dash.exceptions.PreventUpdate
         run = runs.get(run_id)
         t0 = time.perf_counter()
@@ -641,6 +671,7 @@ def create_app(
         Input("gate-layer", "value"),
         Input("gate-name", "value"),
         Input("gate-view", "value"),
+        Input("tabs", "value"),
     )
     @_safe(1)
     def machine_gates(
@@ -650,8 +681,9 @@ def create_app(
         layer: int | None,
         gate: str,
         view: str,
+        tab: str = "",
     ) -> Any:
-        if not run_id or not unit or cycle is None or not layer:
+        if tab != "machine" or not run_id or not unit or cycle is None or not layer:
             raise dash.exceptions.PreventUpdate
         run = runs.get(run_id)
         hidden = run.lstm.network_.lstm.hidden_size
@@ -674,10 +706,13 @@ def create_app(
         Input("run-select", "value"),
         Input("machine-select", "value"),
         Input("novelty-layer", "value"),
+        Input("tabs", "value"),
     )
     @_safe(1)
-    def machine_novelty(run_id: str | None, unit: str | None, layer: int | None) -> Any:
-        if not run_id or not unit or layer is None:
+    def machine_novelty(
+        run_id: str | None, unit: str | None, layer: int | None, tab: str = ""
+    ) -> Any:
+        if tab != "machine" or not run_id or not unit or layer is None:
             raise dash.exceptions.PreventUpdate
         nov = A.machine_novelty(runs.get(run_id), unit)
         nov = nov[nov["layer"] == int(layer)]
@@ -712,12 +747,18 @@ def create_app(
         Input("sig-k", "value"),
         Input("sig-bins", "value"),
         Input("sig-color", "value"),
+        Input("tabs", "value"),
     )
     @_safe(5, 3)
     def signatures_view(
-        run_id: str | None, layer: int | None, k: Any, bins_text: str, color: str
+        run_id: str | None,
+        layer: int | None,
+        k: Any,
+        bins_text: str,
+        color: str,
+        tab: str = "",
     ) -> tuple:
-        if not run_id or layer is None:
+        if tab != "signatures" or not run_id or layer is None:
             raise dash.exceptions.PreventUpdate
         try:
             k_int = int(k)
@@ -733,6 +774,8 @@ def create_app(
         verdict = A.separation_verdict(
             table, run.config.signatures.separation_metric, run.config.signatures.tolerance
         )
+        from pdmlens.signatures.cluster import stage_names
+
         order = stage_names(bins)
         xy = A.project_2d(sample.test[int(layer)])
         shown = stages if color == "stage" else labels[int(layer)]
@@ -788,9 +831,12 @@ def create_app(
         Output("nf-graphs", "children"),
         Input("run-select", "value"),
         Input("nf-modes", "value"),
+        Input("tabs", "value"),
     )
     @_safe(3, 2)
-    def nf_view(run_id: str | None, modes: list[int] | None) -> tuple:
+    def nf_view(run_id: str | None, modes: list[int] | None, tab: str = "") -> tuple:
+        if tab != "newfault":
+            raise dash.exceptions.PreventUpdate
         if not run_id or not modes:
             return [], [], ""
         res = A.new_fault(runs.get(run_id), modes)
