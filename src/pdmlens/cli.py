@@ -681,3 +681,60 @@ def score_cmd(
     typer.echo(f"board: {files.board}\ntable: {files.parquet} (and .csv)")
     if run_id:
         typer.echo(f"MLflow scoring run {run_id} in experiment 'pdmlens-score-{dataset}'")
+
+
+# ----------------------------------------------------------------------------- explorer
+
+
+@app.command("explore")
+def explore_cmd(
+    port: Annotated[int, typer.Option(help="port on the host (0: any free port)")] = 8050,
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    config: Annotated[
+        Path | None, typer.Option(help="run config YAML: its store, and the base of launched runs")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="override a config key (also for runs launched from the page)"),
+    ] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="open on the latest run of this dataset")
+    ] = None,
+) -> None:
+    """Explore the runs of the MLflow store in the browser: the fleet, one machine, the
+    LSTM's signatures, a new fault, and launching runs (Ctrl-C or SIGTERM stops it)."""
+    import os
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    ours = [
+        v
+        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        if v not in os.environ
+    ]
+    os.environ.update({v: "1" for v in ours})  # read by libraries loaded from here on
+
+    try:
+        cfg = load_config(config, set_ or [])
+    except (ValueError, OSError) as exc:
+        raise fail(f"bad configuration: {exc}") from None
+    from pdmlens.explorer.app import create_app
+    from pdmlens.explorer.server import serve
+    from pdmlens.tracking import resolve_tracking_uri
+
+    # small matrices on a shared CPU: one thread each is faster than fighting over cores
+    # (torch, imported later, reads OMP_NUM_THREADS set above)
+    threadpool_limits(1)
+    uri = resolve_tracking_uri(cfg.tracking)
+    overrides = [s for s in (set_ or []) if not s.startswith("tracking.uri=")]
+    if config is not None:
+        overrides = [f"{k}={json.dumps(v)}" for k, v in cfg.flat().items() if k != "tracking.uri"]
+    dash_app, launcher = create_app(uri, overrides, dataset=dataset)
+    launcher.drop_env = ours  # launched runs use their own thread defaults
+
+    def ready(url: str) -> None:
+        typer.echo(f"pdmlens explorer on {url} over {uri} (Ctrl-C stops)", err=True)
+        sys.stderr.flush()
+
+    serve(dash_app.server, host=host, port=port, on_stop=launcher.stop_all, ready=ready)

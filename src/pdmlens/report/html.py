@@ -2,7 +2,12 @@
 
 The MLflow UI shows an HTML artifact in a sandboxed frame and an analyst may e-mail the
 file, so the page carries everything itself: inline CSS, figures as base64 PNG data URIs,
-tables rendered from DataFrames, no scripts, fonts or images fetched from anywhere. Each
+tables rendered from DataFrames, no scripts, fonts or images fetched from anywhere. One
+small inline script makes it work inside MLflow's frame (a sandboxed iframe on a blob: URL,
+where following an in-page link tries to load ``blob:...#id`` and fails): the contents
+links scroll with ``scrollIntoView`` instead of navigating, and a click on a figure shows
+it full size in an overlay (Escape or a click closes it). Without scripts (a mail reader)
+the links still work as plain anchors. Each
 section pairs its charts with a few sentences for a reader who is not a programmer (what
 the chart shows, how to read it); the headline numbers come first. ``EXPLAIN`` holds such
 texts for the standard sections of a pdmlens run.
@@ -130,8 +135,35 @@ table.data{border-collapse:collapse;font-size:13px}
 table.data th,table.data td{padding:4px 10px;border-bottom:1px solid #e6e8ee;text-align:right}
 table.data th{background:#f0f2f6}
 footer{color:#5b6475;font-size:12px;margin:10px 0 30px}
+figure img{cursor:zoom-in}
+#zoom{display:none;position:fixed;inset:0;background:rgba(20,24,32,.85);z-index:10;
+overflow:auto;cursor:zoom-out;padding:20px;text-align:center}
+#zoom.on{display:block}
+#zoom img{max-width:none;background:#fff}
 @media (max-width:800px){.layout{grid-template-columns:1fr}nav{position:static}}
 @media print{nav{display:none}.layout{display:block}section{break-inside:avoid}}
+"""
+
+
+_SCRIPT = """
+(function(){
+  document.querySelectorAll('nav a[data-target]').forEach(function(a){
+    a.addEventListener('click', function(e){
+      var t = document.getElementById(a.getAttribute('data-target'));
+      if (t) { e.preventDefault(); t.scrollIntoView({behavior: 'smooth', block: 'start'}); }
+    });
+  });
+  var zoom = document.getElementById('zoom'), big = document.createElement('img');
+  zoom.appendChild(big);
+  document.querySelectorAll('figure img').forEach(function(img){
+    img.addEventListener('click', function(){
+      big.src = img.src; big.alt = img.alt; zoom.classList.add('on');
+    });
+  });
+  function close(){ zoom.classList.remove('on'); big.removeAttribute('src'); }
+  zoom.addEventListener('click', close);
+  document.addEventListener('keydown', function(e){ if (e.key === 'Escape') close(); });
+})();
 """
 
 
@@ -155,7 +187,8 @@ def render_report(
                     headline.setdefault(key, value)
     ids = [f"s{i + 1}-{_slug(sec.title)}" for i, sec in enumerate(sections)]
     toc = "".join(
-        f'<a href="#{sid}">{_esc(sec.title)}</a>' for sid, sec in zip(ids, sections, strict=True)
+        f'<a href="#{sid}" data-target="{sid}">{_esc(sec.title)}</a>'
+        for sid, sec in zip(ids, sections, strict=True)
     )
     body = "".join(_section(sec, sid) for sid, sec in zip(ids, sections, strict=True))
     parts = [
@@ -172,7 +205,10 @@ def render_report(
         "</header>",
         body,
         f"<footer>{_esc(footer)}</footer>" if footer else "",
-        "</main></div></body></html>",
+        "</main></div>",
+        '<div id="zoom" role="dialog" aria-label="enlarged figure"></div>',
+        f"<script>{_SCRIPT}</script>",
+        "</body></html>",
     ]
     return "\n".join(p for p in parts if p)
 

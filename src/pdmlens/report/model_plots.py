@@ -15,30 +15,67 @@ from matplotlib.figure import Figure
 
 
 def predicted_vs_true(
-    pred: np.ndarray | Sequence[float],
+    pred: np.ndarray | Sequence[float] | Mapping[str, np.ndarray | Sequence[float]],
     true: np.ndarray | Sequence[float],
     cap: float | None = None,
     title: str = "Predicted vs true RUL",
     label: str | None = None,
+    units: Sequence[str] | None = None,
+    n_labels: int = 5,
 ) -> Figure:
-    """Scatter of predicted against true RUL with the diagonal (and the cap, if given)."""
-    p = np.asarray(pred, dtype=float).ravel()
+    """Scatter of predicted against true RUL with the diagonal.
+
+    With a ``cap``, the truth is capped too (the models learn the capped RUL, and the
+    metrics the report shows are against it), so a healthy machine predicted at the cap
+    sits on the diagonal; the title's RMSE is against the same capped truth. ``pred`` may
+    map model names to predictions (one colour each, one RMSE each in the legend). With
+    ``units`` (one name per point) the ``n_labels`` largest errors of each model are
+    labelled with their machine.
+    """
+    preds = (
+        {str(k): np.asarray(v, dtype=float).ravel() for k, v in pred.items()}
+        if isinstance(pred, Mapping)
+        else {label or "predicted": np.asarray(pred, dtype=float).ravel()}
+    )
     t = np.asarray(true, dtype=float).ravel()
-    fig = Figure(figsize=(5.0, 5.0), layout="constrained")
+    if cap is not None:
+        t = np.minimum(t, cap)
+    names = None if units is None else [str(u) for u in units]
+    fig = Figure(figsize=(5.5, 5.5), layout="constrained")
     ax = fig.add_subplot()
-    ax.scatter(t, p, s=12, alpha=0.6, label=label)
-    finite = np.concatenate([p[np.isfinite(p)], t[np.isfinite(t)], [0.0]])
+    finite = np.concatenate([t[np.isfinite(t)], [0.0]])
+    rmses = []
+    for i, (name, p) in enumerate(preds.items()):
+        rmse = float(np.sqrt(np.nanmean((p - t) ** 2))) if t.size else float("nan")
+        rmses.append(rmse)
+        legend = name if isinstance(pred, Mapping) else (label or None)
+        if isinstance(pred, Mapping):
+            legend = f"{name} (RMSE {rmse:.1f})"
+        ax.scatter(t, p, s=14, alpha=0.65, label=legend, color=f"C{i}")
+        finite = np.concatenate([finite, p[np.isfinite(p)]])
+        if names is not None and len(names) == len(p) and n_labels > 0:
+            err = np.abs(p - t)
+            for j in np.argsort(-np.nan_to_num(err, nan=-1.0), kind="stable")[:n_labels]:
+                if np.isfinite(err[j]):
+                    ax.annotate(
+                        names[j],
+                        (t[j], p[j]),
+                        fontsize=7,
+                        xytext=(3, 3),
+                        textcoords="offset points",
+                        color=f"C{i}",
+                    )
     hi = float(finite.max()) * 1.05 if finite.size else 1.0
     ax.plot([0, hi], [0, hi], color="0.3", lw=1, ls="--", label="perfect")
-    if cap is not None:
-        ax.axhline(cap, color="tab:red", lw=0.8, ls=":", label=f"cap {cap:g}")
-    if t.size:
-        rmse = float(np.sqrt(np.nanmean((p - t) ** 2)))
-        ax.set_title(f"{title} (n={t.size}, RMSE {rmse:.2f})")
+    capped = f", truth capped at {cap:g}" if cap is not None else ""
+    if t.size and len(rmses) == 1:
+        ax.set_title(f"{title}\n(n={t.size}, RMSE {rmses[0]:.1f}{capped})", fontsize="medium")
+    elif t.size:
+        ax.set_title(f"{title}\n(n={t.size}{capped})", fontsize="medium")
     else:
         ax.set_title(title)
-    ax.set_xlabel("true RUL")
-    ax.set_ylabel("predicted RUL")
+    ax.set_xlabel("true RUL (cycles)" + (f", capped at {cap:g}" if cap is not None else ""))
+    ax.set_ylabel("predicted RUL (cycles)")
     ax.set_xlim(0, hi)
     ax.set_ylim(0, hi)
     ax.legend(loc="upper left", fontsize="small")
@@ -81,8 +118,8 @@ def rul_trajectories(
         if cap is not None:
             ax.axhline(cap, color="0.6", lw=0.6, ls=":")
         ax.set_title(f"unit {unit}")
-        ax.set_xlabel("time")
-        ax.set_ylabel("RUL")
+        ax.set_xlabel("cycle (cycles)")
+        ax.set_ylabel("RUL (cycles)")
     for ax in axes[len(chosen) :]:
         ax.set_visible(False)
     if chosen:
