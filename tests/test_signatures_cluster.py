@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pdmlens.runtime.threads import compute_threads
 
 from pdmlens.errors import NotFittedError
+from pdmlens.runtime.threads import compute_threads
 from pdmlens.signatures.cluster import (
     SignatureClusterer,
     cluster_profiles,

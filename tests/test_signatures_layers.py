@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from pdmlens.runtime.threads import compute_threads
 
+from pdmlens.runtime.threads import compute_threads
 from pdmlens.signatures.layers import first_separating_layer, layer_separation
 
 

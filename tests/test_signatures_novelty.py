@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import mahalanobis
 from sklearn.covariance import LedoitWolf
-from pdmlens.runtime.threads import compute_threads
 
 from pdmlens.errors import NotFittedError
+from pdmlens.runtime.threads import compute_threads
 from pdmlens.signatures.novelty import (
     NoveltyScorer,
     calibrate,

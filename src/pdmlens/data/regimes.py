@@ -184,6 +184,7 @@ def fit_regimes(
 def _kmeans(z: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, float]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
+
     from pdmlens.runtime.threads import compute_threads
 
     # One thread: the problem is tiny, and OpenMP threads on a busy machine spin-wait
