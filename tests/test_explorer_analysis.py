@@ -144,7 +144,8 @@ def test_launch_form_becomes_overrides_checked_by_the_schema() -> None:
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"epochs": 0}, "model.lstm.epochs: must be at least 1"),
+        ({"epochs": 0}, "model.lstm.epochs: Input should be greater than or equal to 1"),
+        ({"window": 1}, "window.length: must be at least 2 cycles"),
         ({"seed": -1}, "seed"),
         ({"window": 2.5}, "window.length: 2.5 is not a whole number"),
         ({"hidden": "many"}, "model.lstm.hidden_size: 'many' is not a number"),

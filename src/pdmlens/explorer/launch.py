@@ -81,12 +81,8 @@ def validate(base: list[str], overrides: list[str]) -> RunConfig:
             loc = ".".join(str(p) for p in err.get("loc", ()))
             lines.append(f"{loc or 'config'}: {err.get('msg', 'invalid')}")
         raise ValueError("; ".join(lines)) from None
-    if cfg.window.length < 2:
+    if cfg.window.length < 2:  # the config allows 1; a window needs a before and an after
         raise ValueError("window.length: must be at least 2 cycles")
-    if cfg.model.lstm.hidden_size < 1:
-        raise ValueError("model.lstm.hidden_size: must be at least 1")
-    if cfg.model.lstm.epochs < 1:
-        raise ValueError("model.lstm.epochs: must be at least 1")
     return cfg
 
 
