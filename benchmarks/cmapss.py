@@ -38,12 +38,12 @@ from typing import Any
 
 import numpy as np
 
+from pdmlens import metrics
 from pdmlens.config import RunConfig, parse_overrides
 from pdmlens.data.fleet import RUL_RAW, FleetSplits
 from pdmlens.data.prepare import PreparedData, prepare
 from pdmlens.data.sources import load_source
 from pdmlens.data.windows import WindowDataset, cut_units
-from pdmlens.models import metrics
 from pdmlens.models.forest import ForestEstimator
 from pdmlens.models.lstm import LSTMEstimator
 from pdmlens.task import HORIZON, LSTM_TARGET, RUL

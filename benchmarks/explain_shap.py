@@ -48,9 +48,9 @@ from pdmlens.explain.attributions import (
 )
 from pdmlens.explain.faithfulness import baseline_from, deletion_curve, model_predictor
 from pdmlens.explain.groundtruth import deviation_scores, groundtruth_precision
+from pdmlens.metrics import rmse
 from pdmlens.models.forest import ForestEstimator
 from pdmlens.models.lstm import LSTMEstimator
-from pdmlens.models.metrics import rmse
 
 log = logging.getLogger("benchmarks.explain_shap")
 REPO = Path(__file__).resolve().parents[1]

@@ -73,7 +73,7 @@ def make_store(root: Path, n_runs: int = 20) -> str:
     """One real tiny run (unless the store has one) plus older copies of its latest parent
     run, ``n_runs`` parent runs in all."""
 
-    from pdmlens.tracking_explorer import StoreReader
+    from pdmlens.tracking.explorer_reader import StoreReader
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
     have = StoreReader(uri).runs() if (root / "mlflow.db").is_file() else None
@@ -179,7 +179,7 @@ def measure_compute(uri: str) -> float:
 
     from pdmlens.explorer import analysis as A
     from pdmlens.explorer.rundata import RunCache
-    from pdmlens.tracking_explorer import StoreReader
+    from pdmlens.tracking.explorer_reader import StoreReader
 
     reader = StoreReader(uri)
     run = RunCache(reader).get(reader.runs()["run_id"].iloc[0])

@@ -75,8 +75,8 @@ def fd001(work: Path, epochs: int) -> dict:
     seconds = time.perf_counter() - t0
     # the evaluate step's last-window predictions (its test RMSE, to the bit), and every
     # window's predictions (batched with other windows: equal up to float rounding)
+    from pdmlens import metrics as M
     from pdmlens.data.prepare import PreparedData
-    from pdmlens.models import metrics as M
 
     data = PreparedData.load(work / "fd001" / "prepare")
     lw = data.windows("test", cfg.window, "rul_raw", last_only=True)

@@ -37,8 +37,9 @@ from pdmlens.results import (
     model_metrics,
     score_name,
 )
-from pdmlens.steps import graph, load_example
+from pdmlens.steps import graph
 from pdmlens.steps.graph import (
+    BUNDLE_STEP,
     CHILD_RUNS,
     LOG_AFTER,
     PARENT,
@@ -179,20 +180,14 @@ def log_step_task(tracking: dict, run_id: str, output: StepResult) -> None:
 
 
 @_io("log-model")
-def log_model_task(tracking: dict, run_id: str, kind: str, output: StepResult) -> str:
-    """Log a fitted model (signature, input example); returns its ``models:/`` URI.
-    ``output``: the train step's result (``kind`` lstm or forest)."""
-    from pdmlens.models.forest import ForestEstimator
-    from pdmlens.models.lstm import LSTMEstimator
-    from pdmlens.results import FOREST, LSTM, model_file
+def log_model_task(tracking: dict, run_id: str, kind: str, bundle: StepResult) -> str:
+    """Log a trained model as a scoring pyfunc over the run's scoring bundle (it takes raw
+    fleet tables and windows [N, W, F]); returns its ``models:/`` URI."""
+    from pdmlens.results import model_kind
+    from pdmlens.tracking.scoring import log_scoring_model
 
-    tracker = Tracker(**tracking)
-    example = load_example(output.dir)
-    if kind == LSTM.name:
-        lstm = LSTMEstimator.load(model_file(LSTM, output.dir))
-        return tracker.log_lstm_model(run_id, lstm, example)
-    forest = ForestEstimator.load(model_file(FOREST, output.dir))
-    return tracker.log_forest_model(run_id, forest, example)
+    model = model_kind(kind)
+    return log_scoring_model(Tracker(**tracking), run_id, bundle.dir, model.name, model.child_run)
 
 
 @_io("report")
@@ -237,6 +232,10 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     work = Path(pc.work_dir) / run_name
     cache = Path(pc.cache_dir)
 
+    # a store that cannot be used fails the run now, within seconds, before any work
+    tracker = Tracker(cfg.tracking)
+    tracker.preflight()
+
     results: dict[str, StepResult] = {}
     keys: dict[str, str] = {}
     cached: dict[str, bool] = {}
@@ -260,7 +259,6 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     dataset = ing.info["dataset"]
     logger.info("data %s ready (cached: %s)", dataset, cached)
 
-    tracker = Tracker(cfg.tracking)
     # resolved once, so every task (thread or Dask worker) writes to the same store
     tracking = {
         "cfg": cfg.tracking.model_copy(
@@ -318,7 +316,11 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
             fut = futures[spec.name]
             if spec.model is not None:
                 uris[spec.model.name] = log_model_task.submit(
-                    tracking, runs[spec.model.child_run], spec.model.name, fut, wait_for=scored
+                    tracking,
+                    runs[spec.model.child_run],
+                    spec.model.name,
+                    futures[BUNDLE_STEP],
+                    wait_for=[fut, *scored],
                 )
             if spec.run is not None:
                 logs.append(log_step_task.submit(tracking, runs[spec.run], fut, wait_for=scored))

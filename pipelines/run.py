@@ -116,6 +116,8 @@ def serve(
     interval: float | None = None,
     overlap: str = "skip",
     grace: float = DEFAULT_GRACE,
+    score_cron: str | None = None,
+    score_params: dict[str, Any] | None = None,
 ) -> None:
     """Serve the flow as deployment ``pdmlens/<name>`` on ``cron`` (or every ``interval``
     seconds), running its runs in subprocesses of this one; blocks until SIGINT/SIGTERM.
@@ -127,7 +129,9 @@ def serve(
     (``"wait"``). A stop cancels the runs in progress, gives them ``grace`` seconds to end,
     kills what is left, marks their Prefect runs CANCELLED and their MLflow runs KILLED,
     pauses the schedule, and stops the server it started (see :mod:`pipelines.serving`).
-    ``run_once``: also start one run right away."""
+    ``run_once``: also start one run right away. ``score_cron``: also serve the scoring
+    flow (deployment ``pdmlens-score/scoring``: score the source's current data with the
+    dataset's champion, ``score_params`` passed to it) on that cron, stopped the same way."""
     if (cron is None) == (interval is None):
         raise ValueError("give exactly one of cron and interval")
     if "prefect" in sys.modules and not os.environ.get("PREFECT_API_URL"):
@@ -152,9 +156,26 @@ def serve(
     try:
         from pdmlens.tracking import resolve_tracking_uri
         from pipelines.flow import pdmlens_flow
-        from pipelines.serving import serve_deployment
+        from pipelines.serving import Scheduled, serve_deployment
 
         tracking_uri = resolve_tracking_uri(cfg.tracking)
+        also = []
+        if score_cron is not None:
+            from pipelines.score_flow import SCORE_DEPLOYMENT, pdmlens_score_flow
+
+            also.append(
+                Scheduled(
+                    pdmlens_score_flow,
+                    SCORE_DEPLOYMENT,
+                    {"config": cfg.model_dump(mode="json"), **(score_params or {})},
+                    score_cron,
+                )
+            )
+            print(
+                f"serving deployment {pdmlens_score_flow.name}/{SCORE_DEPLOYMENT} on cron "
+                f"'{score_cron}' (scores the source's current data with the champion)",
+                file=sys.stderr,
+            )
         when = f"cron '{cron}'" if cron is not None else f"every {interval:g} s"
         print(
             f"serving deployment {pdmlens_flow.name}/{name} on {when}, one run at a time "
@@ -174,6 +195,7 @@ def serve(
             run_now=run_once,
             tracking_uri=tracking_uri,
             keep_pids=frozenset({server.pid} if server is not None else ()),
+            also=also,
         )
     except KeyboardInterrupt:
         print("stopped before the deployment was served", file=sys.stderr)

@@ -6,9 +6,9 @@ champion; or a model URI, or a local bundle folder), write the fleet table and b
 record a scoring run in MLflow (experiment ``pdmlens-score-<dataset>``). Bad data fails
 the flow before any scoring run exists.
 
-``score_deployment(cfg, cron)`` is the deployment to serve beside the training one;
-``serve_both(cfg, train_cron, score_cron)`` serves the two together in this process (e.g.
-training nightly, scoring hourly), each on its own cron.
+``pdmlens serve --cron ... --score-cron ...`` (``pipelines.run.serve(score_cron=)``) serves
+it beside the training deployment (e.g. training nightly, scoring hourly), each on its own
+cron, one run at a time, stopped cleanly together.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def score_task(
     if bundle_dir is not None:
         bundle, versions = ScoringBundle.load(bundle_dir), {"bundle": bundle_dir}
     else:
-        from pdmlens import tracking_scoring as TS
+        from pdmlens.tracking import scoring as TS
 
         resolved = TS.load_bundle(_tracker(cfg), model or TS.champion_uri(dataset))
         bundle, versions = resolved.bundle, resolved.versions
@@ -98,8 +98,8 @@ def log_scoring_task(cfg: RunConfig, result: dict[str, Any], flow_run_id: str | 
     """Record the scoring run (metrics from the written summary, artifacts the files)."""
     import json
 
-    from pdmlens import tracking_scoring as TS
     from pdmlens.scoring.score import ScoreTable
+    from pdmlens.tracking import scoring as TS
 
     doc = json.loads(Path(result["summary"]).read_text())
     import pandas as pd
@@ -137,26 +137,3 @@ def pdmlens_score_flow(
     run_id = log_scoring_task(cfg, result, flow_run.get_id())
     logger.info("scored %s: %s (MLflow run %s)", result["dataset"], result["counts"], run_id)
     return {**result, "mlflow_run_id": run_id}
-
-
-def score_deployment(cfg: RunConfig, cron: str, name: str = SCORE_DEPLOYMENT, **params: Any) -> Any:
-    """The scoring flow as a deployment on ``cron`` (serve it with ``prefect.serve``)."""
-    return pdmlens_score_flow.to_deployment(
-        name=name, cron=cron, parameters={"config": cfg.model_dump(mode="json"), **params}
-    )
-
-
-def serve_both(
-    cfg: RunConfig, train_cron: str, score_cron: str, score_params: dict[str, Any] | None = None
-) -> None:
-    """Serve training (``pdmlens/scheduled``) and scoring (``pdmlens-score/scoring``)
-    together, each on its own cron (blocks; needs a Prefect server: see pipelines.run)."""
-    from prefect import serve
-
-    from pipelines.flow import pdmlens_flow
-    from pipelines.run import task_runner
-
-    train: Any = pdmlens_flow.with_options(task_runner=task_runner(cfg)).to_deployment(
-        name="scheduled", cron=train_cron, parameters={"config": cfg.model_dump(mode="json")}
-    )
-    serve(train, score_deployment(cfg, score_cron, **(score_params or {})))

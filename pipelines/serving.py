@@ -28,7 +28,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 from uuid import UUID
@@ -94,15 +95,39 @@ def serve_deployment(
     run_now: bool = False,
     tracking_uri: str | None = None,
     keep_pids: frozenset[int] = frozenset(),
+    also: Sequence[Scheduled] = (),
 ) -> None:
     """Serve ``flow`` as deployment ``<flow>/<name>`` until SIGINT/SIGTERM, then stop as the
     module docstring says. ``tracking_uri``: the MLflow store whose runs of cancelled flow
-    runs are closed; ``keep_pids``: processes (e.g. the Prefect server) not to kill."""
+    runs are closed; ``keep_pids``: processes (e.g. the Prefect server) not to kill;
+    ``also``: more deployments served by the same runner on their own crons (e.g. the
+    scoring flow beside training), each one run at a time, stopped the same way."""
     asyncio.run(
         _serve(
-            flow, name, parameters, cron, interval, overlap, grace, run_now, tracking_uri, keep_pids
+            flow,
+            name,
+            parameters,
+            cron,
+            interval,
+            overlap,
+            grace,
+            run_now,
+            tracking_uri,
+            keep_pids,
+            tuple(also),
         )
     )
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """One more deployment for :func:`serve_deployment`: a flow, its name, its parameters
+    and its cron."""
+
+    flow: Flow[Any, Any]
+    name: str
+    parameters: dict[str, Any]
+    cron: str
 
 
 async def _serve(
@@ -116,6 +141,7 @@ async def _serve(
     run_now: bool,
     tracking_uri: str | None,
     keep_pids: frozenset[int],
+    also: tuple[Scheduled, ...] = (),
 ) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -136,6 +162,17 @@ async def _serve(
         parameters=parameters,
         concurrency_limit=concurrency(overlap),
     )
+    others = [
+        await runner.aadd_flow(
+            extra.flow,
+            name=extra.name,
+            cron=extra.cron,
+            paused=False,
+            parameters=extra.parameters,
+            concurrency_limit=concurrency(overlap),
+        )
+        for extra in also
+    ]
     if run_now:
         async with get_client() as client:
             await client.create_flow_run_from_deployment(deployment_id)
@@ -153,7 +190,8 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not break the stop
         loop.add_signal_handler(sig, lambda: None)
     try:
-        await _wind_down(deployment_id, grace, tracking_uri, keep_pids)
+        for each in (deployment_id, *others):
+            await _wind_down(each, grace, tracking_uri, keep_pids)
     finally:
         if runner.started:
             await runner.astop()
@@ -211,7 +249,7 @@ async def _wind_down(
                     run.id, Cancelled(message="pdmlens serve stopped (interrupted)"), force=True
                 )
     if cancelled and tracking_uri:
-        from pdmlens.tracking_cleanup import mark_flow_runs_killed
+        from pdmlens.tracking.cleanup import mark_flow_runs_killed
 
         try:
             await asyncio.to_thread(

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pdmlens import metrics as M
 from pdmlens.data.windows import WindowDataset
-from pdmlens.models import metrics as M
 
 E = math.e
 
@@ -110,7 +110,7 @@ def test_evaluate_rul_last_and_all_windows():
 
 
 def test_best_f1_threshold_by_hand() -> None:
-    from pdmlens.models.metrics import best_f1_threshold
+    from pdmlens.metrics import best_f1_threshold
 
     # sorted: 0.9(1) 0.8(1) 0.6(0) 0.4(1) 0.1(0); F1 at top-2 = 2*2/(2+3) = 0.8,
     # top-4 = 2*3/(4+3) = 0.857 -> threshold between 0.4 and 0.1

@@ -540,9 +540,17 @@ def serve_cmd(
             help="on Ctrl-C/SIGTERM, seconds a run in progress gets to end before it is killed"
         ),
     ] = 30.0,
+    score_cron: Annotated[
+        str | None,
+        typer.Option(
+            help="also score the source's current data with the champion on this cron, "
+            "e.g. '0 * * * *' (hourly)"
+        ),
+    ] = None,
 ) -> None:
     """Serve the pipeline as a scheduled Prefect deployment, one run at a time (blocks;
-    Ctrl-C or SIGTERM cancels a run in progress, pauses the schedule and stops)."""
+    Ctrl-C or SIGTERM cancels a run in progress, pauses the schedule and stops). With
+    --score-cron the scoring flow is served beside it."""
     _log_to_stderr(False)
     if (cron is None) == (every is None):
         raise fail("give one of --cron and --every")
@@ -563,6 +571,7 @@ def serve_cmd(
         interval=every,
         overlap=overlap.value,
         grace=grace,
+        score_cron=score_cron,
     )
 
 
@@ -639,7 +648,7 @@ def score_cmd(
 
         tracker = Tracker(cfg.tracking)
     if bundle is None:
-        from pdmlens import tracking_scoring as TS
+        from pdmlens.tracking import scoring as TS
 
         try:
             if run is not None:
@@ -664,7 +673,7 @@ def score_cmd(
     )
     run_id = None
     if track and tracker is not None:
-        from pdmlens import tracking_scoring as TS
+        from pdmlens.tracking import scoring as TS
 
         with TS.scoring_run(tracker, dataset, tags=TS.model_tags(versions)) as srun:
             srun.log(scores, files.artifacts(), tags={"pdmlens.split": used})

@@ -49,6 +49,14 @@ FOREST = ModelKind(
 MODELS: tuple[ModelKind, ...] = (LSTM, FOREST)
 
 
+def model_kind(name: str) -> ModelKind:
+    """The model called ``name`` (``lstm`` or ``forest``)."""
+    for kind in MODELS:
+        if kind.name == name:
+            return kind
+    raise KeyError(f"no model {name!r}; the models are {[k.name for k in MODELS]}")
+
+
 def model_file(kind: ModelKind, model_dir: str | Path) -> Path:
     """Where the train step of ``kind`` saved its model inside ``model_dir``."""
     return Path(model_dir) / kind.file

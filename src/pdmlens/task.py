@@ -171,7 +171,7 @@ class RulTask(Task):
         threshold: float,
         cap: float,
     ) -> tuple[dict[str, float], dict[str, float]]:
-        from pdmlens.models import metrics as M
+        from pdmlens import metrics as M
 
         p_last = predict(last) if pred_last is None else pred_last
         return (
@@ -220,7 +220,7 @@ class HorizonTask(Task):
     ) -> WindowDataset:
         """The protocol's last full window of each unit long enough to hold one (``last``
         when none is)."""
-        from pdmlens.models import metrics as M
+        from pdmlens import metrics as M
 
         proto = M.last_full_windows(
             data.frame(split), data.features, window.length, data.horizon_col
@@ -237,7 +237,7 @@ class HorizonTask(Task):
         threshold: float,
         cap: float,
     ) -> tuple[dict[str, float], dict[str, float]]:
-        from pdmlens.models import metrics as M
+        from pdmlens import metrics as M
 
         return (
             M.evaluate_horizon(predict, last, threshold),

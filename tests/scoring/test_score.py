@@ -18,8 +18,8 @@ from pdmlens.scoring.score import novelty_kind
 def test_scoring_the_test_split_reproduces_evaluate_to_the_bit(run: dict, test_fleet) -> None:
     import json
 
+    from pdmlens import metrics as M
     from pdmlens.data.prepare import PreparedData
-    from pdmlens.models import metrics as M
 
     bundle = run["bundle"]
     table = score_fleet(bundle, test_fleet, explain="none").table.set_index("unit")

@@ -52,7 +52,7 @@ def champion(run: dict, store: dict) -> dict:
     dataset's LSTM champion."""
     from pdmlens.config import TrackingConfig
     from pdmlens.tracking import Tracker
-    from pdmlens.tracking_scoring import log_scoring_model
+    from pdmlens.tracking.scoring import log_scoring_model
 
     tracker = Tracker(TrackingConfig(uri=store["uri"]))
     exp = tracker.ensure_experiment("pdmlens-simulated")
@@ -266,7 +266,7 @@ def test_scoring_flow_through_prefect_reaches_mlflow(run: dict, tmp_path: Path) 
 def test_run_id_and_model_uri_resolve_to_the_bundle(champion: dict, store: dict) -> None:
     from pdmlens.config import TrackingConfig
     from pdmlens.tracking import Tracker
-    from pdmlens.tracking_scoring import champion_uri, load_bundle, run_bundle
+    from pdmlens.tracking.scoring import champion_uri, load_bundle, run_bundle
 
     tracker = Tracker(TrackingConfig(uri=store["uri"]))
     by_run = run_bundle(tracker, champion["run_id"])

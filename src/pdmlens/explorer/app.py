@@ -27,7 +27,7 @@ from pdmlens.explorer import analysis as A
 from pdmlens.explorer import figures as F
 from pdmlens.explorer.launch import Launcher, form_overrides
 from pdmlens.explorer.rundata import RunCache
-from pdmlens.tracking_explorer import StoreReader
+from pdmlens.tracking.explorer_reader import StoreReader
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One pipeline run as the explorer sees it: its config, recorded tables, models and data.
 
 Everything recorded comes from the MLflow store through
-:class:`pdmlens.tracking_explorer.StoreReader`; what a run does not record (a machine's
+:class:`pdmlens.tracking.explorer_reader.StoreReader`; what a run does not record (a machine's
 readings over its whole life, the prepared windows the models read) is rebuilt from the
 run's ingested data and its logged config: the prepared folder in the run's cache when it
 is still there, else the same preparation again (deterministic for a given seed).
@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 
 from pdmlens.config import RunConfig
-from pdmlens.tracking_explorer import StoreReader
+from pdmlens.tracking.explorer_reader import StoreReader
 
 log = logging.getLogger(__name__)
 

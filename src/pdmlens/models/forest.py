@@ -156,7 +156,7 @@ class ForestEstimator(HorizonMixin, BaseEstimator):
         self.val_metrics_: dict[str, float] = {}
         self.threshold_ = 0.5 if self.threshold is None else float(self.threshold)
         if val is not None and len(val):
-            from pdmlens.models import metrics
+            from pdmlens import metrics
 
             pred = self.predict(val)
             truth = val.window_targets

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pdmlens.config import RunConfig
 from pdmlens.results import FOREST, LSTM, ModelKind, StepResult
+from pdmlens.steps.bundling import scoring_bundle
 from pdmlens.steps.data_steps import ingest, prepare
 from pdmlens.steps.evaluation import evaluate
 from pdmlens.steps.explanation import explain
@@ -139,8 +140,19 @@ PIPELINE: tuple[StepSpec, ...] = (
         run="signatures",
         after=("evaluate",),
     ),
+    StepSpec(
+        "bundle",
+        scoring_bundle,
+        "bundle",
+        inputs=("prepare", LSTM.train_step, FOREST.train_step),
+        run=PARENT,
+        after=("evaluate",),
+    ),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in PIPELINE)
+BUNDLE_STEP = "bundle"
+"""the step whose folder (the scoring bundle) the flow logs as each trained model"""
+
 LOG_AFTER: tuple[str, ...] = ("evaluate",)
 """the flow logs results and models to MLflow once these steps are done: the models'
 scores are never computed beside the logging's own model loading and inference"""

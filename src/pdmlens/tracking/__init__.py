@@ -7,7 +7,11 @@
 - :mod:`~pdmlens.tracking.models`: the pyfunc wrapper, logging and loading estimators;
 - :mod:`~pdmlens.tracking.champion`: registration and the alias ``champion``;
 - :mod:`~pdmlens.tracking.orphans`: owner tags and closing runs of killed processes;
-- :mod:`~pdmlens.tracking.ui`: the ``mlflow ui`` command line for ``pdmlens ui``.
+- :mod:`~pdmlens.tracking.ui`: the ``mlflow ui`` command line for ``pdmlens ui``;
+- :mod:`~pdmlens.tracking.scoring`: the scoring pyfunc (raw fleet tables in), loading a
+  bundle from a model URI or a training run, and scoring runs;
+- :mod:`~pdmlens.tracking.explorer_reader`: the explorer's read-only view of the store;
+- :mod:`~pdmlens.tracking.cleanup`: marking KILLED the runs of a cancelled flow run.
 
 Importing the package bounds MLflow's HTTP retries (:func:`store.bound_http_retries`), so
 a tracking server that dies mid-run fails the run in seconds, not minutes.

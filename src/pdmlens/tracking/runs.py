@@ -35,9 +35,9 @@ import pandas as pd
 from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
+import pdmlens.tracking.champion as champion_rules
+import pdmlens.tracking.models as models
 from pdmlens.config import TrackingConfig
-from pdmlens.tracking import champion as champion_rules
-from pdmlens.tracking import models
 from pdmlens.tracking.champion import Registration
 from pdmlens.tracking.orphans import close_orphaned_runs, owner_tags
 from pdmlens.tracking.store import (
@@ -285,6 +285,9 @@ class Tracker:
                 self.fail_tree(parent, status)
             except Exception:  # never hide the original error behind a tracking one
                 log.exception("could not mark run %s %s", parent, status)
+            if getattr(exc, "mlflow_run_id", None) is None:
+                with contextlib.suppress(AttributeError, TypeError):  # e.g. a frozen exception
+                    exc.mlflow_run_id = parent  # type: ignore[attr-defined]
             raise
         for child_id in self.children(parent):
             if self.client.get_run(child_id).info.status == "RUNNING":

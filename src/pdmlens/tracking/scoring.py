@@ -1,8 +1,5 @@
 """MLflow side of scoring: a registered model that takes raw data, and scoring runs.
 
-(Only the tracking layer imports mlflow; this module moves into the ``pdmlens.tracking``
-package once that exists.)
-
 - :class:`ScoringPyfunc`: a pyfunc model whose one artifact is a scoring bundle
   (``pdmlens.scoring``). ``predict`` takes a raw fleet table (a DataFrame with ``unit``,
   ``time``, ``setting_*``, ``sensor_*``: the columns the source gave) and returns one row
@@ -55,9 +52,9 @@ def score_experiment(dataset: str) -> str:
 
 def registered_name(kind: str, dataset: str) -> str:
     """``pdmlens-<kind>-<dataset>`` as the training flow registers it."""
-    import re
+    from pdmlens.tracking.runs import registered_model_name
 
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"pdmlens-{kind}-{dataset}")
+    return registered_model_name(kind, dataset)
 
 
 # ----------------------------------------------------------------------------- pyfunc
