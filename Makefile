@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-fast lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -18,13 +18,20 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/pdmlens run $(ARGS)
 
-test: install
-	$(BIN)/ruff check src pipelines tests benchmarks
+# the README's test command (CI runs it through .ci/run): lint, format, types, every test
+test: lint typecheck
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# the inner loop: lint and the tests that neither train a full pipeline nor start servers
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check src pipelines tests benchmarks
 	$(BIN)/ruff format --check src pipelines tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python benchmarks/data.py

@@ -191,7 +191,8 @@ def plot_novelty_distributions(
             ax.axvline(thresholds[layer], color="black", ls="--", lw=1, label="alarm threshold")
         title = layer_label(layer)
         if table is not None and layer in table.index and "auroc" in table.columns:
-            title += f" (AUROC {float(table.loc[layer, 'auroc']):.2f})"
+            auroc: Any = table.at[layer, "auroc"]
+            title += f" (AUROC {float(auroc):.2f})"
         ax.set_title(title)
         ax.set_xlabel("novelty score (distance from training data)")
         ax.set_ylabel("share of samples")

@@ -193,11 +193,11 @@ def first_separating_layer(
     valid = scores.dropna()
     if valid.empty:
         raise ValueError(f"no layer has a {metric} score")
-    best_layer = valid.idxmax()
+    best_layer: Any = valid.idxmax()
     best = float(valid.max())
     bar = best * (1 - tolerance) if relative else best - tolerance
     bar -= 1e-12 * max(1.0, abs(best))  # "within" is inclusive despite float rounding
-    layer = next(lay for lay, s in valid.items() if s >= bar)
+    layer: Any = next(lay for lay, s in valid.items() if s >= bar)
     name = str(df.loc[layer, "name"]) if "name" in df.columns else layer_label(layer)
     return LayerChoice(
         layer=layer,

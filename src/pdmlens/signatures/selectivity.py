@@ -213,14 +213,16 @@ def _stage_list(stages: Any) -> list[np.ndarray]:
 
 
 def _unit_moments(act: Any, stages: Any, chunk: int) -> tuple[np.ndarray, np.ndarray]:
-    total = None
-    sq = None
+    total: np.ndarray | None = None
+    sq: np.ndarray | None = None
     n = 0
     for a, _ in _blocks(act, stages, chunk):
         f = a.reshape(-1, a.shape[2]).astype(np.float64)
         total = f.sum(0) if total is None else total + f.sum(0)
         sq = (f * f).sum(0) if sq is None else sq + (f * f).sum(0)
         n += len(f)
+    if total is None or sq is None:
+        raise ValueError("no activations to take moments of")
     mu = total / n
     sd = np.sqrt(np.maximum(sq / n - mu * mu, 0.0))
     sd[sd == 0] = 1.0

@@ -23,7 +23,7 @@ import logging
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,7 +214,7 @@ class ScoringRun:
     def log(
         self,
         scores: ScoreTable,
-        files: dict[str, str | Path],
+        files: Mapping[str, str | Path],
         tags: dict[str, str] | None = None,
     ) -> None:
         """Metrics (units scored, alerts per level, units novel, seconds), tags and the
