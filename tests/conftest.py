@@ -1,11 +1,18 @@
-"""Shared test fixtures (keep small): where the real C-MAPSS data is, if present."""
+"""Shared test set-up (keep small): Prefect kept out of ~/.prefect, and where the real
+C-MAPSS data is, if present. Overrides for a tiny whole run: ``tests/tiny.py``."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Prefect reads these when its temporary server starts (set before any test imports it)
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="pdmlens-prefect-"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 REPO = Path(__file__).resolve().parents[1]
 CMAPSS_DIR = Path(os.environ.get("PDMLENS_CMAPSS_DIR", REPO.parent / "shared" / "data" / "cmapss"))

@@ -15,34 +15,20 @@ predictions) does not depend on where a task runs.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
 
-_PREFECT_HOME = tempfile.mkdtemp(prefix="pdmlens-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+from tests.tiny import TINY_RUN
 
 distributed = pytest.importorskip("distributed", reason="pip install -e '.[dask]'")
 pytest.importorskip("prefect_dask", reason="pip install -e '.[dask]'")
 
-from pdmlens.config import RunConfig  # noqa: E402
+from pdmlens.config import RunConfig  # noqa: E402 (after the importorskip)
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "data.simulator.n_units=24",
-    "data.simulator.n_test_units=6",
-    "model.lstm.epochs=2",
-    "model.lstm.hidden_size=16",
-    "model.lstm.num_threads=1",
-    "model.forest.n_estimators=10",
-    "explain.n_explain=16",
-    "explain.deletion_random=2",
-    "explain.gate_samples=4",
-]
+TINY = [*TINY_RUN, "model.lstm.num_threads=1"]  # bit-equal across runners
 # the flow's steps that compute (the rest log to MLflow): each must have run on a worker
 STEPS = {
     "ingest_task",

@@ -19,33 +19,17 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
-_PREFECT_HOME = tempfile.mkdtemp(prefix="pdmlens-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-
-from mlflow import MlflowClient  # noqa: E402
-
-from tests.servers import mlflow_on_postgres, postgres_bin  # noqa: E402
+from tests.servers import mlflow_on_postgres, postgres_bin
+from tests.tiny import TINY_RUN
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "data.simulator.n_units=24",
-    "data.simulator.n_test_units=6",
-    "model.lstm.epochs=2",
-    "model.lstm.hidden_size=16",
-    "model.forest.n_estimators=10",
-    "explain.n_explain=16",
-    "explain.deletion_random=2",
-    "explain.gate_samples=4",
-]
 LSTM, FOREST = "pdmlens-lstm-simulated", "pdmlens-forest-simulated"
 
 
@@ -73,7 +57,7 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def run(server: str, root: Path) -> dict:
     sets = [
-        *TINY,
+        *TINY_RUN,
         f"tracking.uri={server}",
         f"pipeline.work_dir={root / 'runs'}",
         f"pipeline.cache_dir={root / 'cache'}",

@@ -9,43 +9,24 @@ caching and a failure mid-way; the command again checks bad input.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
-# Prefect reads these when its temporary server starts: keep it out of ~/.prefect
-_PREFECT_HOME = tempfile.mkdtemp(prefix="pdmlens-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-
-from mlflow import MlflowClient  # noqa: E402
-
-from pdmlens.config import RunConfig  # noqa: E402
-from pdmlens.report.html import find_external_references  # noqa: E402
+from pdmlens.config import RunConfig
+from pdmlens.report.html import find_external_references
+from tests.tiny import TINY_RUN
 
 pytestmark = pytest.mark.slow
-
-TINY = [
-    "data.simulator.n_units=24",
-    "data.simulator.n_test_units=6",
-    "model.lstm.epochs=2",
-    "model.lstm.hidden_size=16",
-    "model.forest.n_estimators=10",
-    "explain.n_explain=16",
-    "explain.deletion_random=2",
-    "explain.gate_samples=4",
-]
 
 
 def tiny_args(root: Path, *extra: str, db: str = "mlflow.db") -> list[str]:
     sets = [
-        *TINY,
+        *TINY_RUN,
         f"tracking.uri=sqlite:///{root / db}",
         f"pipeline.work_dir={root / 'runs'}",
         f"pipeline.cache_dir={root / 'cache'}",

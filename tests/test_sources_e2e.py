@@ -14,26 +14,17 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-# Prefect reads these when its temporary server starts: keep it out of ~/.prefect
-_PREFECT_HOME = tempfile.mkdtemp(prefix="pdmlens-prefect-")
-os.environ.setdefault("PREFECT_HOME", _PREFECT_HOME)
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-
-from mlflow import MlflowClient  # noqa: E402
-
-from pdmlens.cli import app  # noqa: E402
-from pdmlens.config import RunConfig, SimulatorConfig, load_config  # noqa: E402
-from pdmlens.data.simulate import simulate_fleet  # noqa: E402
+from pdmlens.cli import app
+from pdmlens.config import RunConfig, SimulatorConfig, load_config
+from pdmlens.data.simulate import simulate_fleet
 
 pytestmark = pytest.mark.slow
 
