@@ -181,6 +181,28 @@ def test_registered_models_load_and_predict_as_before(first_run: dict, root: Pat
     np.testing.assert_array_equal(lstm_model.predict(longer), lstm.predict(longer))
 
 
+def test_pdmlens_score_uses_the_champion_the_run_registered(first_run: dict, root: Path) -> None:
+    """Train, then score: the registered champion carries the run's scoring bundle, so
+    ``pdmlens score`` with no model given scores the source's test machines with it, and
+    its predictions are the evaluate step's last-window predictions per unit."""
+    import pandas as pd
+
+    out = root / "scores"
+    sets = [a for a in tiny_args(root) if a != "--set"]
+    args = [arg for s in sets if not s.startswith("pipeline.") for arg in ("--set", s)]
+    result = pdmlens(["score", "--json", "--explain", "none", "--out", str(out), *args], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads(result.stdout)
+    assert doc["counts"]["units_scored"] == 6
+    table = pd.read_parquet(out / "fleet_scores.parquet").set_index("unit")
+    ev = pd.read_parquet(Path(first_run["work_dir"]) / "evaluate" / "predictions.parquet")
+    last = ev.groupby("unit", sort=False).tail(1).set_index("unit")
+    assert sorted(last.index) == sorted(table.index)
+    assert np.array_equal(table.loc[last.index, "rul_forest"], last["forest"])
+    # the LSTM in batches of another size: float32 sums in another order
+    np.testing.assert_allclose(table.loc[last.index, "rul_lstm"], last["lstm"], atol=1e-4)
+
+
 def data_window(length: int | None = None):
     """The run's window (the forest reads exactly its length), or another length."""
     from pdmlens.config import WindowConfig
