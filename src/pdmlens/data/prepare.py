@@ -108,17 +108,19 @@ def unit_age(frame: pd.DataFrame) -> np.ndarray:
     t = frame[TIME]
     d = t - t.groupby(frame[UNIT], sort=False).transform("min")
     if pd.api.types.is_timedelta64_dtype(d):
-        return (d / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
+        seconds = d.dt.total_seconds()
+        return seconds.to_numpy(dtype=np.float64)
     return d.to_numpy(dtype=np.float64)
 
 
-def _fault_mode_column(units: pd.Series, modes: dict[str, str]) -> pd.Categorical:
+def _fault_mode_column(units: pd.Series, modes: dict[str, str]) -> pd.Categorical[str]:
     """Each row's fault mode (categorical; NaN for units the meta does not name)."""
     codes, uniques = pd.factorize(units, sort=False)
     categories = sorted(set(modes.values()))
     index = {m: i for i, m in enumerate(categories)}
-    per_unit = np.array([index.get(modes.get(u), -1) for u in uniques], dtype=np.int32)
-    return pd.Categorical.from_codes(per_unit[codes] if len(codes) else codes, categories)
+    per_unit = np.array([index.get(modes.get(str(u), ""), -1) for u in uniques], dtype=np.int64)
+    row_codes = per_unit[codes] if len(codes) else codes.astype(np.int64)
+    return pd.Categorical.from_codes(row_codes, pd.Index(categories))
 
 
 # --------------------------------------------------------------------------- Preparer
@@ -186,7 +188,9 @@ class Preparer:
         age = unit_age(frame) if cfg.age_feature else None
 
         def column(col: str) -> np.ndarray:
-            return age if col == AGE else _float_col(frame, col)
+            if col == AGE and age is not None:
+                return age
+            return _float_col(frame, col)
 
         counts = np.bincount(group, minlength=n_groups).astype(np.float64)
         mean = np.zeros((n_groups, len(candidates)))
@@ -215,7 +219,7 @@ class Preparer:
 
         # Constant sensors: below tolerance in every group that has two or more rows.
         real = counts >= 2 if (counts >= 2).any() else counts >= 1
-        constant = (std[real] < cfg.constant_tol).all(axis=0)
+        constant = np.asarray((std[real] < cfg.constant_tol).all(axis=0), dtype=bool)
         self.constant_sensors_ = [
             c for c, k in zip(candidates, constant, strict=True) if k and c in sensors
         ]

@@ -100,6 +100,8 @@ class LSTMNet(nn.Module):
                         )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, 1)
+        self.out_scale: torch.Tensor
+        self.out_shift: torch.Tensor
         self.register_buffer("out_scale", torch.tensor(float(out_scale)))
         self.register_buffer("out_shift", torch.tensor(0.0))
 
@@ -309,7 +311,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             self._fit(train, val, callback, device)
         return self
 
-    def _loss_fn(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def _loss_fn(self) -> Callable[..., torch.Tensor]:
         return nn.functional.mse_loss
 
     def _scaled_targets(self, y: np.ndarray) -> np.ndarray:
@@ -338,6 +340,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         pin = device.type == "cuda"
         buf = torch.empty((bs, train.length, n_feat), dtype=torch.float32, pin_memory=pin)
         buf_np = buf.numpy()
+        if train.targets is None:
+            raise ValueError("training windows need targets: build them with a target column")
         targets_t = torch.from_numpy(self._scaled_targets(train.window_targets))
         noise, level = float(self.input_noise), float(self.level_noise)
         steps = min(int(self.target_steps), train.length)
