@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_pipeline import TINY
+from tests.tiny import TINY_RUN as TINY
 
 pytestmark = pytest.mark.slow
 
