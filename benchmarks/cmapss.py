@@ -19,8 +19,12 @@ early-stopped model it came from is reported beside it.
 Nothing is chosen on the test set: the defaults of ``RunConfig`` are used as they stand
 (their choice, on validation units, is written down in docs/model_choices.md).
 
-``--simulated`` runs the same on the built-in simulated fleet and adds a constant predictor
-(the training mean RUL) as the floor any model must beat.
+``--simulated`` runs the same on the built-in simulated fleet (its defaults, as ``pdmlens
+run`` has them) and adds a constant predictor (the training mean RUL) as the floor any
+model must beat; its validation units are cut like its test units (at least
+``test_min_cycles`` kept). Every model's row also gives ``late >20``, the share of test
+units predicted more than 20 cycles late (the costly mistake in maintenance), and the
+validation figures (RMSE, late share) of the validation units cut like the test set.
 
     .venv/bin/python benchmarks/cmapss.py --data ../shared/data/cmapss --subset FD001 \\
         --seeds 0 1 2 [--json PATH] [--skip-horizon] [--set model.lstm.epochs=30 ...]
@@ -128,8 +132,10 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
 
     # the test protocol on validation units: each cut off at 10 random cycles (the same
     # cuts for every window length), the last window of each copy scored
+    # (on the simulated fleet cut as its test units are: at least test_min_cycles kept)
+    min_rows = cfg.data.simulator.test_min_cycles if a.simulated else 1
     cut = WindowDataset(
-        cut_units(prep.val, a.val_cuts or 10, cfg.seed),
+        cut_units(prep.val, a.val_cuts or 10, cfg.seed, min_rows=min_rows),
         prep.features,
         w.length,
         target=LSTM_TARGET,
@@ -139,7 +145,8 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
     t0 = time.perf_counter()
     lstm = LSTMEstimator.from_config(cfg, task=RUL.name).fit(train, cut if a.val_cuts else val)
     fit_s = time.perf_counter() - t0
-    val_cut = metrics.rmse(lstm.predict(cut), cut.window_targets)
+    cut_pred = lstm.predict(cut)
+    val_cut = metrics.rmse(cut_pred, cut.window_targets)
     shipped, early, refit_s = _refit(cfg, prep, LSTM_TARGET, lstm)
     # validation RMSE on the windows every length up to 50 shares (ending at cycle >= 50),
     # so that window lengths can be compared fairly
@@ -149,6 +156,7 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
     stopped = {
         "val_rmse_common": val_common,
         "val_cut_rmse": val_cut,
+        "val_cut_late_20": metrics.late_share(cut_pred, cut.window_targets),
         "train_seconds": fit_s,
         "epochs_run": len(lstm.history_),
         "best_epoch": lstm.best_epoch_,
@@ -161,16 +169,29 @@ def rul_task(prep: PreparedData, cfg: RunConfig, a: argparse.Namespace) -> dict[
     else:
         out["lstm_early_stopped"] = stopped
         out["lstm"] = {
-            **{k: stopped[k] for k in ("val_rmse", "val_rmse_common", "best_epoch", "epochs_run")},
+            **{
+                k: stopped[k]
+                for k in (
+                    "val_rmse",
+                    "val_rmse_common",
+                    "val_cut_rmse",
+                    "val_cut_late_20",
+                    "best_epoch",
+                    "epochs_run",
+                )
+            },
             "train_seconds": fit_s + refit_s,
             **_flat(metrics.evaluate_rul(shipped.predict, last, every, cap)),
         }
     if not a.skip_forest:
         t0 = time.perf_counter()
         forest = ForestEstimator.from_config(cfg, task=RUL.name).fit(train, val)
+        forest_cut = forest.predict(cut)
         out["forest"] = {
             "train_seconds": time.perf_counter() - t0,
             "val_rmse": forest.val_metrics_.get("rmse", float("nan")),
+            "val_cut_rmse": metrics.rmse(forest_cut, cut.window_targets),
+            "val_cut_late_20": metrics.late_share(forest_cut, cut.window_targets),
             **_flat(metrics.evaluate_rul(forest.predict, last, every, cap)),
         }
     if a.simulated:
@@ -303,6 +324,7 @@ def summarise(per_seed: list[dict[str, Any]], a: argparse.Namespace) -> dict[str
         "score",
         "mae",
         "bias",
+        "late_20",
         "rmse_uncapped",
         "score_uncapped",
         "all_rmse",
@@ -312,6 +334,7 @@ def summarise(per_seed: list[dict[str, Any]], a: argparse.Namespace) -> dict[str
         "val_rmse",
         "val_rmse_common",
         "val_cut_rmse",
+        "val_cut_late_20",
         "train_seconds",
         "seconds_per_epoch",
         "epochs_run",
@@ -360,6 +383,14 @@ def _ms(vals: list[float] | None, fmt: str = "{:.2f}", higher_is_better: bool = 
     return f"{m} ± {fmt.format(float(np.std(vals)))} (best {fmt.format(best)})"
 
 
+def _share(vals: list[float] | None) -> str:
+    """Shares as percentages: the mean, each seed's in brackets."""
+    if not vals:
+        return "-"
+    each = " / ".join(f"{100 * v:.0f}" for v in vals)
+    return f"{100 * float(np.mean(vals)):.1f} %" + (f" ({each})" if len(vals) > 1 else "")
+
+
 def print_report(res: dict[str, Any]) -> None:
     seeds = res["seeds"]
     cap = res["config"]["prepare"]["rul_cap"]
@@ -368,7 +399,7 @@ def print_report(res: dict[str, Any]) -> None:
         f"seeds {seeds} (mean ± std over seeds)"
     )
     print(
-        f"{'model':34s} {'RMSE':>26s} {'PHM08 score':>28s} {'MAE':>8s} "
+        f"{'model':34s} {'RMSE':>26s} {'PHM08 score':>28s} {'late >20':>22s} {'MAE':>8s} "
         f"{'all-window RMSE':>16s} {'train s':>8s}"
     )
     refit = "lstm_early_stopped" in res
@@ -382,10 +413,26 @@ def print_report(res: dict[str, Any]) -> None:
     for name, r in rows:
         print(
             f"{name:34s} {_ms(r.get('rmse')):>26s} {_ms(r.get('score'), '{:.0f}'):>28s} "
+            f"{_share(r.get('late_20')):>22s} "
             f"{_ms(r.get('mae'), '{:.2f}').split(' ')[0]:>8s} "
             f"{_ms(r.get('all_rmse')).split(' ')[0]:>16s} "
             f"{_ms(r.get('train_seconds'), '{:.0f}').split(' ')[0]:>8s}"
         )
+    print(
+        "late >20: the share of test units predicted more than 20 cycles late, mean over "
+        "seeds (each seed's in brackets)"
+    )
+    cut_rows = [(n, r) for n, r in rows[1 if refit else 0 :] if "val_cut_rmse" in r]
+    if cut_rows:
+        print(
+            "\nvalidation units cut like the test units (10 cuts each; before any refit): "
+            "RMSE, late >20"
+        )
+        for name, r in cut_rows:
+            print(
+                f"{name:34s} {_ms(r.get('val_cut_rmse')):>26s} "
+                f"{_share(r.get('val_cut_late_20')):>22s}"
+            )
     if res["dataset"] == "FD001":
         for name, rm, sc in PUBLISHED:
             print(f"{name + ' [published]':42s} {rm:>18.2f} {sc:>28.0f}")

@@ -43,9 +43,18 @@ def test_regression_report_caps_truth_and_drops_unknown():
     assert rep["mae"] == pytest.approx(7.5)
     assert rep["bias"] == pytest.approx(-7.5)
     assert rep["score"] == pytest.approx(math.expm1(5 / 13) + math.expm1(10 / 13))
+    assert rep["late_20"] == 0.0
     # uncapped truth 200, 20: errors -80, -10
     assert rep["rmse_uncapped"] == pytest.approx(math.sqrt((6400 + 100) / 2))
     assert rep["mae_uncapped"] == pytest.approx(45.0)
+
+
+def test_late_share_counts_predictions_more_than_20_cycles_late():
+    # errors +25 (late), +20 (not more than 20), -30 (early), +21 (late)
+    assert M.late_share([125.0, 40.0, 10.0, 51.0], [100.0, 20.0, 40.0, 30.0]) == 0.5
+    rep = M.regression_report([125.0, 40.0], [100.0, 200.0], cap=125.0)
+    # capped truth 100, 125: errors +25 (late), -85
+    assert rep["late_20"] == 0.5
 
 
 def test_classification_report_by_hand():

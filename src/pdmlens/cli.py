@@ -358,6 +358,7 @@ def _print_run(s: dict[str, Any]) -> None:
             "rmse",
             "mae",
             "score",
+            "late_20",
             "f1",
             "all_f1",
             "all_roc_auc",

@@ -51,12 +51,28 @@ def phm08_score(pred: np.ndarray | Sequence[float], true: np.ndarray | Sequence[
     return float(per.sum())
 
 
+LATE_MARGIN = 20.0
+"""a prediction more than this many cycles above the true RUL counts as late."""
+
+
+def late_share(
+    pred: np.ndarray | Sequence[float],
+    true: np.ndarray | Sequence[float],
+    margin: float = LATE_MARGIN,
+) -> float:
+    """Share of predictions more than ``margin`` cycles above the truth: machines a
+    maintenance plan would leave running past their failure, the costly mistake."""
+    p, t = _pair(pred, true)
+    return float(np.mean(p - t > margin)) if p.size else float("nan")
+
+
 def regression_report(
     pred: np.ndarray | Sequence[float], true: np.ndarray | Sequence[float], cap: float | None
 ) -> dict[str, float]:
-    """RMSE, MAE and PHM08 score against the true RUL capped at ``cap`` (the literature's
-    convention) and, suffixed ``_uncapped``, against the raw truth. ``true`` is the raw
-    (uncapped) RUL; NaN truths (unknown) are left out."""
+    """RMSE, MAE, PHM08 score and the share predicted more than 20 cycles late
+    (``late_20``) against the true RUL capped at ``cap`` (the literature's convention) and,
+    suffixed ``_uncapped``, against the raw truth. ``true`` is the raw (uncapped) RUL; NaN
+    truths (unknown) are left out."""
     p, t = _pair(pred, true)
     keep = np.isfinite(t)
     p, t = p[keep], t[keep]
@@ -67,6 +83,7 @@ def regression_report(
         "mae": mae(p, tc),
         "score": phm08_score(p, tc),
         "bias": float(np.mean(p - tc)) if p.size else float("nan"),
+        "late_20": late_share(p, tc),
         "rmse_uncapped": rmse(p, t),
         "mae_uncapped": mae(p, t),
         "score_uncapped": phm08_score(p, t),

@@ -139,6 +139,7 @@ def build_report(
             "mae",
             "score",
             "bias",
+            "late_20",
             "rmse_uncapped",
             "f1",
             "precision",
