@@ -289,3 +289,26 @@ def test_forget_bias_opens_every_layers_forget_gate():
         b_hh = getattr(net.lstm, f"bias_hh_l{layer}").detach()
         torch.testing.assert_close(b_ih[4:8] + b_hh[4:8], torch.full((4,), 2.0))
         assert not torch.all(b_ih[:4] == 0)  # the other gates keep PyTorch's initialisation
+
+
+def test_late_weight_costs_late_errors_more_and_reads_lower():
+    out = torch.tensor([0.6, 0.4])
+    y = torch.tensor([0.5, 0.5])  # one prediction 0.1 late, one 0.1 early
+    plain = _small()._loss_fn()(out, y)
+    late = _small(late_weight=3.0)._loss_fn()(out, y)
+    assert float(plain) == pytest.approx(0.01)
+    assert float(late) == pytest.approx((3 * 0.01 + 0.01) / 2)
+    with pytest.raises(ValueError, match="late_weight"):
+        _small(late_weight=0.0).fit(*_data())
+    # on inputs that say nothing of the RUL (noise alone) the plain network reads about the
+    # mean, the late-weighted one lower; validation RMSE is the plain RMSE either way
+    frame = _frame(n_units=6, length=25)
+    train = WindowDataset(frame[frame.unit != "u5"], ["sensor_b"], 6, target="rul")
+    val = WindowDataset(frame[frame.unit == "u5"], ["sensor_b"], 6, target="rul")
+    kw = dict(epochs=8, patience=0, dropout=0.0, level_noise=0.0)
+    est_plain = _small(**kw).fit(train, val)
+    est_late = _small(late_weight=4.0, **kw).fit(train, val)
+    assert est_late.predict(val).mean() < est_plain.predict(val).mean() - 0.5
+    best = est_late.history_[est_late.best_epoch_]["val_rmse"]
+    rmse = np.sqrt(np.mean((est_late.predict(val) - np.minimum(val.window_targets, 15.0)) ** 2))
+    assert best == pytest.approx(rmse, rel=1e-4)

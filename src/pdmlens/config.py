@@ -7,6 +7,7 @@ the only module of the library, with ``tracking.py``, that reads environment var
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -17,6 +18,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -217,6 +220,11 @@ class LSTMConfig(_Frozen):
     """std of a Gaussian offset per training window and feature, the same at every step
     (z-scores): hides each unit's own sensor levels so the network reads wear, not
     which training unit it is looking at."""
+    late_weight: PositiveFloat = 1.0
+    """weight of the squared error of a prediction above the truth (late: the machine would
+    be left running past its failure); 1: plain squared error, the conditional mean. Above
+    1 the network learns a lower quantile-like reading where the sensors leave the remaining
+    life open (docs/model_choices.md, "The built-in fleet")."""
     target_steps: Positive = 1
     """train the head on the last that many steps of each window (1: the last only)."""
     forget_bias: float | None = 3.0
@@ -398,8 +406,25 @@ class PipelineConfig(_Frozen):
     """retries (with exponential backoff) of I/O tasks: reading sources, logging to MLflow."""
 
 
+BUILT_IN_FLEET_DEFAULTS: dict[str, Any] = {}
+"""Defaults that differ on the built-in simulated fleet (``data.source=simulated``, the
+default source) so that the first ``pdmlens run`` takes about a minute: applied to every
+key here that the configuration does not give itself (a YAML file or ``--set`` that names
+one wins), and to no other source, so C-MAPSS and every other data set keep the defaults
+of the classes above. The figures behind them: docs/model_choices.md, "The built-in
+fleet"; ``configs/simulated-full.yaml`` is the full-size demo with none of them."""
+
+
 class RunConfig(_Frozen):
-    """All parameters of one pipeline run."""
+    """All parameters of one pipeline run.
+
+    A config remembers which keys it was given (``given_keys``): ``with_overrides`` keeps
+    those and re-derives the rest, so switching ``data.source`` also switches the
+    source's defaults (:data:`BUILT_IN_FLEET_DEFAULTS`). Two configs are equal when every
+    parameter is.
+    """
+
+    _given: frozenset[str] = PrivateAttr(default_factory=frozenset)
 
     seed: int = 0
     data: DataConfig = Field(default_factory=DataConfig)
@@ -418,17 +443,108 @@ class RunConfig(_Frozen):
             raise ValueError("seed must be >= 0")
         return v
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _source_defaults(
+        cls, data: Any, handler: ModelWrapValidatorHandler[RunConfig]
+    ) -> RunConfig:
+        """Fill the built-in fleet's defaults (for keys not given), then validate; the
+        keys given are remembered."""
+        if not isinstance(data, dict):
+            return handler(data)
+        given = frozenset(_given_keys(data))
+        if _source_of(data) == "simulated":
+            data = _fill_defaults(data, BUILT_IN_FLEET_DEFAULTS, given)
+        cfg = handler(data)
+        cfg._given = given
+        return cfg
+
+    @property
+    def given_keys(self) -> frozenset[str]:
+        """The dotted keys (or whole sections) this config was given; the rest are
+        defaults."""
+        return self._given
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunConfig):
+            return NotImplemented
+        return self.model_dump() == other.model_dump()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.model_dump(mode="json"), sort_keys=True))
+
     def flat(self) -> dict[str, Any]:
         """Dotted-key view of every parameter (for MLflow params)."""
         return flatten(self.model_dump(mode="json"))
 
     def with_overrides(self, overrides: dict[str, Any] | list[str]) -> RunConfig:
-        """A new config with ``key.sub=value`` overrides applied (values parsed as YAML)."""
+        """A new config with ``key.sub=value`` overrides applied (values parsed as YAML):
+        the keys this config was given and the overrides; every other key takes its
+        default for the resulting source."""
         data = self.model_dump(mode="json")
+        kept = _unflatten({k: v for k, v in flatten(data).items() if _is_given(k, self._given)})
         items = parse_overrides(overrides) if isinstance(overrides, list) else overrides
         for key, value in items.items():
-            _set_dotted(data, key, value)
-        return RunConfig.model_validate(data)
+            _set_dotted(data, key, value)  # refuses unknown keys
+            _set_path(kept, key, value)
+        return RunConfig.model_validate(kept)
+
+
+def _given_keys(data: dict[str, Any], prefix: str = "") -> set[str]:
+    """Dotted keys of a raw config mapping; a section given as an object counts whole."""
+    out: set[str] = set()
+    for k, v in data.items():
+        if isinstance(v, dict):
+            out |= _given_keys(v, f"{prefix}{k}.")
+        else:
+            out.add(f"{prefix}{k}")
+    return out
+
+
+def _is_given(key: str, given: frozenset[str]) -> bool:
+    parts = key.split(".")
+    return any(".".join(parts[: i + 1]) in given for i in range(len(parts)))
+
+
+def _source_of(data: dict[str, Any]) -> str:
+    section = data.get("data")
+    if isinstance(section, dict):
+        return str(section.get("source", "simulated"))
+    return str(getattr(section, "source", "simulated"))
+
+
+def _fill_defaults(
+    data: dict[str, Any], defaults: dict[str, Any], given: frozenset[str]
+) -> dict[str, Any]:
+    """A copy of ``data`` with each of ``defaults`` (dotted keys) set where not given."""
+    out = _copy_dicts(data)
+    for key, value in defaults.items():
+        if not _is_given(key, given):
+            _set_path(out, key, value)
+    return out
+
+
+def _copy_dicts(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy_dicts(v) if isinstance(v, dict) else v for k, v in d.items()}
+
+
+def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set a dotted key, creating the sections on the way."""
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        node = nxt
+    node[leaf] = value
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        _set_path(out, key, value)
+    return out
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

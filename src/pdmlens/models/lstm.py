@@ -181,6 +181,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         min_delta: float = 0.0,
         input_noise: float = 0.0,
         level_noise: float = 0.3,
+        late_weight: float = 1.0,
         target_steps: int = 1,
         forget_bias: float | None = 3.0,
         device: str = "auto",
@@ -208,6 +209,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         self.min_delta = min_delta
         self.input_noise = input_noise
         self.level_noise = level_noise
+        self.late_weight = late_weight
         self.target_steps = target_steps
         self.forget_bias = forget_bias
         self.device = device
@@ -241,6 +243,7 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             min_delta=c.min_delta,
             input_noise=c.input_noise,
             level_noise=c.level_noise,
+            late_weight=c.late_weight,
             target_steps=c.target_steps,
             forget_bias=c.forget_bias,
             device=c.device,
@@ -267,6 +270,8 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             raise ValueError("epochs, batch_size and hidden_size must be >= 1")
         if self.average_last < 1:
             raise ValueError("average_last must be >= 1")
+        if not self.late_weight > 0:
+            raise ValueError(f"late_weight must be > 0, got {self.late_weight}")
 
     def _scale(self) -> float:
         """The cap of the RUL the network regresses, and its output scale while learning."""
@@ -312,7 +317,18 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
         return self
 
     def _loss_fn(self) -> Callable[..., torch.Tensor]:
-        return nn.functional.mse_loss
+        """Squared error; with ``late_weight`` w != 1, a prediction above the truth (late)
+        costs w times its square (early stopping watches the same loss)."""
+        w = float(self.late_weight)
+        if w == 1.0:
+            return nn.functional.mse_loss
+
+        def weighted(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+            err = out - y
+            sq = err * err * torch.where(err > 0, w, 1.0)
+            return sq.sum() if reduction == "sum" else sq.mean()
+
+        return weighted
 
     def _scaled_targets(self, y: np.ndarray) -> np.ndarray:
         """RUL -> min(RUL, cap) / cap, float32: what the head learns."""
@@ -389,9 +405,9 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
                 recent.append({k: v.detach().clone() for k, v in net.state_dict().items()})
                 judged.load_state_dict(_average_states(list(recent)))
             if val is not None and len(val):
-                val_loss = self._eval_loss(judged, val, device)
+                val_loss, val_mse = self._eval_loss(judged, val, device)
                 row["val_loss"] = val_loss
-                row["val_rmse"] = math.sqrt(val_loss) * self._scale()
+                row["val_rmse"] = math.sqrt(val_mse) * self._scale()
                 monitor = val_loss
             else:
                 monitor = row["train_loss"]
@@ -460,15 +476,20 @@ class LSTMEstimator(HorizonMixin, BaseEstimator):
             ), False
         return None, True
 
-    def _eval_loss(self, net: LSTMNet, ds: WindowDataset, device: torch.device) -> float:
+    def _eval_loss(
+        self, net: LSTMNet, ds: WindowDataset, device: torch.device
+    ) -> tuple[float, float]:
+        """(the training loss, the mean squared error) over ``ds``, in the scaled target."""
         net.eval()
         loss_fn = self._loss_fn()
-        total = 0.0
+        total, sq = 0.0, 0.0
         with torch.inference_mode():
             for _, x, y in ds.iter_batches(int(self.eval_batch_size)):
                 out = net.forward_scaled(torch.from_numpy(x).to(device))
-                total += float(loss_fn(out, self._target(y, device), reduction="sum"))
-        return total / len(ds)
+                target = self._target(y, device)
+                total += float(loss_fn(out, target, reduction="sum"))
+                sq += float(nn.functional.mse_loss(out, target, reduction="sum"))
+        return total / len(ds), sq / len(ds)
 
     # ----------------------------------------------------------------- predict
     def _check_fitted(self) -> None:
