@@ -354,7 +354,10 @@ def test_max_train_windows_samples_labelled_splits_only() -> None:
     # test windows and last-window sets are never sampled
     assert len(data.windows("test", bounded)) == len(data.windows("test", every)) > 50
     assert len(data.windows("train", bounded, last_only=True)) == 8
-    # default: every window, as before
-    assert RunConfig().window.max_train_windows is None
+    # default: every window, as before, on every source but the built-in fleet (a sample
+    # of 4,000 there, for a quick first run: tests/test_config_sources.py)
+    assert WindowConfig().max_train_windows is None
+    assert RunConfig().with_overrides(["data.source=cmapss"]).window.max_train_windows is None
+    assert RunConfig().window.max_train_windows == 4000
     with pytest.raises(ValueError):
         WindowConfig(max_train_windows=0)
