@@ -224,7 +224,7 @@ class LSTMConfig(_Frozen):
     """weight of the squared error of a prediction above the truth (late: the machine would
     be left running past its failure); 1: plain squared error, the conditional mean. Above
     1 the network learns a lower quantile-like reading where the sensors leave the remaining
-    life open (docs/model_choices.md, "The built-in fleet")."""
+    life open (docs/model_choices.md, "The built-in simulated fleet")."""
     target_steps: Positive = 1
     """train the head on the last that many steps of each window (1: the last only)."""
     forget_bias: float | None = 3.0
@@ -421,9 +421,9 @@ BUILT_IN_FLEET_DEFAULTS: dict[str, Any] = {
 default source) so that the first ``pdmlens run`` takes about a minute: applied to every
 key here that the configuration does not give itself (a YAML file or ``--set`` that names
 one wins), and to no other source, so C-MAPSS and every other data set keep the defaults
-of the classes above. Chosen on validation units cut like the test units: docs/
-model_choices.md, "The built-in fleet"; ``configs/simulated-full.yaml`` is the full-size
-demo, which names every one of these keys with the general default."""
+of the classes above. Chosen on validation units cut like the test units
+(docs/model_choices.md, "The built-in simulated fleet"); ``configs/simulated-full.yaml``
+is the full-size demo, which names every one of these keys with the general default."""
 
 
 class RunConfig(_Frozen):
