@@ -712,17 +712,13 @@ def explore_cmd(
 ) -> None:
     """Explore the runs of the MLflow store in the browser: the fleet, one machine, the
     LSTM's signatures, a new fault, and launching runs (Ctrl-C or SIGTERM stops it)."""
-    import os
     import sys
 
-    from threadpoolctl import threadpool_limits
+    from pdmlens.runtime.single_thread import pin_one_thread
 
-    ours = [
-        v
-        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        if v not in os.environ
-    ]
-    os.environ.update({v: "1" for v in ours})  # read by libraries loaded from here on
+    # small matrices on a shared CPU: one thread each is faster than fighting over cores
+    # (libraries loaded from here on, torch included, read the environment it sets)
+    ours = pin_one_thread()
 
     try:
         cfg = load_config(config, set_ or [])
@@ -732,9 +728,6 @@ def explore_cmd(
     from pdmlens.explorer.server import serve
     from pdmlens.tracking import resolve_tracking_uri
 
-    # small matrices on a shared CPU: one thread each is faster than fighting over cores
-    # (torch, imported later, reads OMP_NUM_THREADS set above)
-    threadpool_limits(1)
     uri = resolve_tracking_uri(cfg.tracking)
     overrides = [s for s in (set_ or []) if not s.startswith("tracking.uri=")]
     if config is not None:

@@ -48,15 +48,9 @@ NOTE_STYLE = {**BOX, "background": "#eef3f8"}
 def single_threaded() -> Iterator[None]:
     """One BLAS/OpenMP/torch thread in this (server worker) thread: thread limits are per
     thread, and on a shared CPU the small matrices here are many times faster so."""
-    import sys
+    from pdmlens.runtime.single_thread import one_thread
 
-    from threadpoolctl import threadpool_limits
-
-    # torch not (fully) imported yet: it reads OMP_NUM_THREADS when it is
-    set_threads = getattr(sys.modules.get("torch"), "set_num_threads", None)
-    if set_threads is not None:
-        set_threads(1)
-    with threadpool_limits(1):
+    with one_thread():
         yield
 
 

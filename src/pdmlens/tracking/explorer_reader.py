@@ -22,11 +22,13 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
+from pdmlens.results import MODELS
+
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 HEADLINE_METRICS = ("lstm_test_rmse", "forest_test_rmse", "lstm_test_all_pr_auc")
-MODEL_FILES = {"lstm": ("lstm", "lstm.pt"), "forest": ("random_forest", "forest.joblib")}
+MODEL_FILES = {kind.name: (kind.child_run, kind.file) for kind in MODELS}
 """model kind -> (child run name, the estimator's own save file inside the logged model)"""
 
 

@@ -38,6 +38,7 @@ from mlflow.exceptions import MlflowException
 import pdmlens.tracking.champion as champion_rules
 import pdmlens.tracking.models as models
 from pdmlens.config import TrackingConfig
+from pdmlens.results import FOREST_FILE, LSTM_FILE
 from pdmlens.tracking.champion import Registration
 from pdmlens.tracking.orphans import close_orphaned_runs, owner_tags
 from pdmlens.tracking.store import (
@@ -418,7 +419,7 @@ class Tracker:
             estimator,
             input_example,
             name=name,
-            filename="lstm.pt",
+            filename=LSTM_FILE,
             any_length=True,
             packages=models.LSTM_REQUIREMENTS,
         )
@@ -434,7 +435,7 @@ class Tracker:
             estimator,
             input_example,
             name=name,
-            filename="forest.joblib",
+            filename=FOREST_FILE,
             any_length=False,
             packages=models.FOREST_REQUIREMENTS,
         )

@@ -80,7 +80,7 @@ class ScoringPyfunc(PythonModel):
         if isinstance(model_input, pd.DataFrame) and "unit" in model_input.columns:
             explain = str((params or {}).get("explain", "all"))
             table = score_fleet(bundle, model_input, explain=explain, keep_frames=False).table
-            col = f"rul_{self.kind}" if bundle.task == "rul" else f"p_fail_{self.kind}"
+            col = bundle.task.prediction_column(self.kind)
             table.insert(1, "prediction", table[col])
             return table
         x = np.asarray(model_input, dtype=np.float32)
