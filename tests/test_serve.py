@@ -26,9 +26,12 @@ from typing import Any
 import psutil
 import pytest
 
+from pipelines.score_flow import SCORE_DEPLOYMENT
+from pipelines.score_flow import SCORE_FLOW_NAME as SCORE_FLOW
 from tests.test_pipeline import tiny_args
 
 CRON = "0 2 * * *"
+SCORE_CRON = "0 * * * *"
 ACTIVE = ("PENDING", "RUNNING", "CANCELLING")
 EXE = Path(sys.executable).parent / "pdmlens"
 QUICK = ("model.lstm.epochs=1", "model.lstm.refit=false")
@@ -143,9 +146,10 @@ class Served:
         return [dict(r) for r in rows]
 
     def paused(self) -> bool:
+        """Every deployment serve served is paused."""
         with sqlite3.connect(self.home / "prefect.db", timeout=30) as db:
-            row = db.execute("SELECT paused FROM deployment WHERE name = 'scheduled'").fetchone()
-        return bool(row[0])
+            rows = db.execute("SELECT paused FROM deployment").fetchall()
+        return bool(rows) and all(bool(p) for (p,) in rows)
 
     def stop(self, timeout: float) -> float:
         """SIGTERM to serve's own process; returns the seconds until it exited."""
@@ -198,7 +202,9 @@ def mlflow_statuses(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_serve_runs_a_triggered_run_and_stops_cleanly_while_idle(tmp_path: Path) -> None:
-    served = Served(tmp_path, "--cron", CRON)
+    """Training on one cron and scoring on another, served by one server; a triggered
+    training run reaches MLflow; a stop while idle pauses both schedules."""
+    served = Served(tmp_path, "--cron", CRON, "--score-cron", SCORE_CRON)
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -215,6 +221,13 @@ def test_serve_runs_a_triggered_run_and_stops_cleanly_while_idle(tmp_path: Path)
             assert dep.global_concurrency_limit is not None
             assert dep.global_concurrency_limit.limit == 1
             assert dep.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+            scoring = served.wait_for(
+                lambda: client.read_deployment_by_name(f"{SCORE_FLOW}/{SCORE_DEPLOYMENT}"),
+                60,
+                "the scoring deployment",
+            )
+            assert [s.schedule.cron for s in scoring.schedules] == [SCORE_CRON]
+            assert scoring.parameters["config"]["data"]["source"] == "simulated"
             triggered = run_deployment("pdmlens/scheduled", timeout=0)
 
             def done():
