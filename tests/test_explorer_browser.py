@@ -298,7 +298,9 @@ def test_launch_refuses_a_bad_value_then_runs_and_lists_the_run(page: Page) -> N
     pg.fill("#launch-epochs", "0")
     pg.click("#launch-button")
     pg.wait_for_selector("#launch-message .error")
-    assert "model.lstm.epochs: must be at least 1" in page.text("#launch-message")
+    assert "model.lstm.epochs: Input should be greater than or equal to 1" in page.text(
+        "#launch-message"
+    )
     assert "Traceback" not in pg.content()
     page.shot("launch_refused")
     n_runs = len(_run_options(pg))
