@@ -27,6 +27,10 @@ LSTM_FILE = "lstm.pt"
 FOREST_FILE = "forest.joblib"
 PREDICTIONS_FILE = "predictions.parquet"
 REPORT_FILE = "report.html"
+BUNDLE_ARTIFACT = "bundle"
+"""the scoring pyfunc's artifact key: the run's scoring bundle folder, at
+``artifacts/<key>/`` in each logged model's artifact folder (MLflow keeps a pyfunc's
+artifacts there under ``artifacts/``)"""
 
 
 @dataclass(frozen=True)
