@@ -27,6 +27,10 @@ LSTM_FILE = "lstm.pt"
 FOREST_FILE = "forest.joblib"
 PREDICTIONS_FILE = "predictions.parquet"
 REPORT_FILE = "report.html"
+AT_RISK_FILE = "machines_at_risk.csv"
+"""every evaluated machine at its latest window, most urgent first (a run artifact)"""
+LATE_FILE = "late_predictions.csv"
+"""the machines predicted more than 20 cycles late, worst first (a run artifact)"""
 
 
 @dataclass(frozen=True)

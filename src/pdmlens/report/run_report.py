@@ -66,8 +66,133 @@ def summary(outputs: dict[str, StepResult]) -> dict[str, Any]:
             "sentence": sg.info["sentence"],
             "clusters": sg.info["clusters"],
         }
+    if "at_risk" in outputs:
+        ar = outputs["at_risk"].info
+        out["at_risk"] = {
+            k: ar[k] for k in ("n_machines", "alerts", "most_urgent", "n_late") if k in ar
+        }
+        if ar.get("late_cycles") is not None:
+            out["at_risk"]["late_cycles"] = ar["late_cycles"]
+            out["at_risk"]["worst_late"] = ar.get("worst_late", [])
     out["seconds"] = {name: round(o.seconds, 2) for name, o in outputs.items()}
     return out
+
+
+_RISK_COLUMNS = {
+    "machine": "machine",
+    "cycle": "latest cycle",
+    "alert": "alert",
+    "lstm_rul": "LSTM RUL (cycles)",
+    "forest_rul": "forest RUL (cycles)",
+    "disagreement": "disagreement (cycles)",
+    "true_rul": "true RUL, capped (cycles)",
+    "novelty": "novelty",
+    "top_sensors": "top sensors (LSTM)",
+    "forest_top_sensors": "top sensors (forest)",
+    "reason": "why",
+    "lstm_late_by": "LSTM late by (cycles)",
+    "forest_late_by": "forest late by (cycles)",
+    "worst_late_by": "worst (cycles)",
+}
+
+
+def _readable(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """A table for people: readable column names, numbers with ``digits`` decimals."""
+    out = df.copy()
+    for col in out.columns:
+        if col == "cycle":
+            out[col] = out[col].map(lambda v: f"{v:.0f}" if pd.notna(v) else "–")
+        elif pd.api.types.is_float_dtype(out[col]):
+            out[col] = out[col].map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "–")
+    return out.rename(columns=_RISK_COLUMNS)
+
+
+def _names(machines: list[str], limit: int = 5) -> str:
+    more = len(machines) - limit
+    return ", ".join(machines[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def risk_sections(out: StepResult) -> list[Section]:
+    """The report's first sections: the machines at risk and the biggest late predictions,
+    named in words and tabled (the run's CSV artifacts)."""
+    from pdmlens.report.risk import URGENCY
+    from pdmlens.results import AT_RISK_FILE, LATE_FILE
+
+    risk = pd.read_csv(
+        out.tables[AT_RISK_FILE], dtype={"machine": str}, keep_default_na=False, na_values=[""]
+    )
+    for col in ("novelty", "top_sensors", "forest_top_sensors", "reason"):
+        if col in risk:
+            risk[col] = risk[col].fillna("")
+    alerts = out.info.get("alerts", {})
+    act = risk.loc[risk["alert"] == "act", "machine"].tolist()
+    watch = risk.loc[risk["alert"] == "watch", "machine"].tolist()
+    lines = []
+    for _, row in risk.head(3).iterrows():
+        pred = " and ".join(
+            f"{lab} {float(row[col]):.0f}"
+            for col, lab in (("lstm_rul", "LSTM"), ("forest_rul", "forest"))
+            if col in risk and pd.notna(row[col])
+        )
+        extra = f", truly {float(row['true_rul']):.0f}" if "true_rul" in risk else ""
+        sensors = f"; top sensors {row['top_sensors']}" if row["top_sensors"] else ""
+        lines.append(
+            f"- {row['machine']}: {row['alert']}, predicted to fail in {pred} cycles{extra}"
+            f"{sensors} ({row['reason'] or 'no alert'})"
+        )
+    text = (
+        f"{len(risk)} machines were evaluated at their latest cycle. "
+        + (f"Act now on {len(act)}: {_names(act)}. " if act else "None needs action now. ")
+        + (f"Watch {len(watch)}: {_names(watch)}. " if watch else "")
+        + "The most urgent:\n"
+        + "\n".join(lines)
+        + "\n\nThe table lists every machine, "
+        + URGENCY
+        + ". 'Alert' follows the scoring rule (act: either model predicts failure within "
+        "the horizon; watch: within twice the horizon, the two models disagree by more "
+        "than the horizon, or the machine looks novel); 'novelty' says whether the model "
+        "has seen data like this machine's ('new fault', 'new baseline' or 'familiar'); "
+        "the top sensors are those whose readings moved the LSTM's prediction most (SHAP). "
+        f"The full table is the run's artifact {AT_RISK_FILE}."
+    )
+    cards = {
+        "machines to act on": alerts.get("act", len(act)),
+        "machines to watch": alerts.get("watch", len(watch)),
+    }
+    sections = [
+        Section(
+            "Machines at risk",
+            text=text,
+            tables=[("Every evaluated machine, most urgent first", _readable(risk))],
+            metrics=cards,
+        )
+    ]
+    if LATE_FILE in out.tables:
+        late = pd.read_csv(out.tables[LATE_FILE], dtype={"machine": str})
+        cut = out.info.get("late_cycles", 20)
+        named = [
+            f"{r.machine} (true {r.true_rul:.0f}, LSTM {r.lstm_rul:.0f}, forest {r.forest_rul:.0f})"
+            for r in late.head(5).itertuples()
+        ]
+        said = (
+            f"{len(late)} of {len(risk)} machines were predicted more than {cut:g} cycles "
+            "late by at least one model (predicted minus the true remaining life, capped as "
+            "the models learn it), the costly mistake: the machine fails before the "
+            "prediction says. Worst first: " + "; ".join(named) + "."
+            if len(late)
+            else f"No machine was predicted more than {cut:g} cycles late by either model."
+        )
+        sections.append(
+            Section(
+                "Biggest late predictions",
+                text=said + f" The full list is the run's artifact {LATE_FILE}.",
+                tables=[(f"Late by more than {cut:g} cycles, worst first", _readable(late))]
+                if len(late)
+                else [],
+                metrics={f"late by > {cut:g} cycles": len(late)},
+            )
+        )
+    return sections
 
 
 def _png(path: str) -> bytes:
@@ -106,7 +231,8 @@ def build_report(
     label = task.headline_label
     better = task.verdict(lstm_v, forest_v)
     d = s["data"]
-    sections = [
+    sections = risk_sections(outputs["at_risk"]) if "at_risk" in outputs else []
+    sections += [
         Section(
             "The data",
             text=(
@@ -169,9 +295,8 @@ def build_report(
         Section(
             "How accurate are the models?",
             text=said + "\n\n" + EXPLAIN["predictions"],
-            figures=_figs(
-                ev, "predicted_vs_true_lstm", "predicted_vs_true_forest", "rul_trajectories"
-            ),
+            figures=_figs(ev, "predicted_vs_true")
+            + (_figs(outputs["at_risk"], "rul_trajectories") if "at_risk" in outputs else []),
             tables=[("Test metrics, last cycle of each test machine", model_table[keep])],
             metrics={f"LSTM {label}": lstm_v, f"forest {label}": forest_v},
         )
