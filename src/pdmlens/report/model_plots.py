@@ -141,19 +141,22 @@ def learning_curves(
     title: str = "LSTM learning curves",
 ) -> Figure:
     """Training and validation loss per epoch (log scale), learning rate on a twin axis,
-    the kept (best) epoch marked."""
+    the kept (best) epoch marked. Epochs are counted from 0, as MLflow's metric step and
+    its ``best_epoch`` metric count them."""
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    epochs = np.array([h.get("epoch", i) for i, h in enumerate(history)], dtype=float) + 1
+    epochs = np.array([h.get("epoch", i) for i, h in enumerate(history)], dtype=float)
     for key, style in (("train_loss", "-"), ("val_loss", "-")):
         vals = np.array([h.get(key, np.nan) for h in history], dtype=float)
         if np.isfinite(vals).any():
             ax.plot(epochs, vals, style, label=key.replace("_", " "))
     if best_epoch is not None and best_epoch >= 0:
-        ax.axvline(best_epoch + 1, color="tab:green", lw=0.8, ls="--", label="kept epoch")
+        ax.axvline(
+            best_epoch, color="tab:green", lw=0.8, ls="--", label=f"kept epoch ({best_epoch})"
+        )
     if history:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (from 0, as MLflow's step)")
     ax.set_ylabel("loss")
     ax.set_title(title)
     lrs = np.array([h.get("lr", np.nan) for h in history], dtype=float)

@@ -88,20 +88,19 @@ def at_risk(
         info["worst_late"] = late["machine"].head(5).tolist()
         shown = pick_trajectories(risk, late)
         info["trajectories"] = shown
-        urgent = set(risk["machine"].head(2))
         late_by = dict(zip(late["machine"], late["worst_late_by"], strict=True))
         alert = dict(zip(risk["machine"], risk["alert"], strict=True))
         titles = {}
         for m in shown:
-            why = [f"alert {alert[m]}"] if m in urgent else []
+            why = [f"alert {alert[m]}"]
             if m in late_by:
                 why.append(f"predicted {late_by[m]:.0f} cycles late")
-            titles[m] = f"machine {m}" + (f" ({'; '.join(why)})" if why else "")
+            titles[m] = f"machine {m} ({'; '.join(why)})"
         figures["figures/rul_trajectories.png"] = save_fig(
             rul_trajectories(
                 preds["unit"].astype(str).to_numpy(),
                 preds["time"].to_numpy(),
-                {m: preds[m].to_numpy() for m in models},
+                {m.label: preds[m.name].to_numpy() for m in MODELS},
                 preds["true"].to_numpy(),
                 show=shown,
                 cap=cap,
