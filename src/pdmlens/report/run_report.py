@@ -195,6 +195,14 @@ def risk_sections(out: StepResult) -> list[Section]:
     return sections
 
 
+COUNTING = (
+    "How things are counted in this report, as in MLflow: epochs from 0 (MLflow's metric "
+    "step and its best_epoch metric); layer 0 is the raw input window and the LSTM's "
+    "layers are 1, 2, ... (MLflow's metric names LSTM_layer_1_..., input_...); remaining "
+    "life (RUL) in cycles."
+)
+
+
 def _png(path: str) -> bytes:
     return Path(path).read_bytes()
 
@@ -206,6 +214,51 @@ def _figs(out: StepResult, *names: str) -> list[tuple[str, bytes]]:
             if Path(key).stem == name and Path(path).is_file():
                 figs.append(("", _png(path)))
     return figs
+
+
+def _sep_table(sg: StepResult) -> pd.DataFrame | None:
+    """The per-layer separation numbers the verdict rests on, if the step wrote them."""
+    path = sg.tables.get("signatures/layer_separation.parquet")
+    if not path or not Path(path).is_file():
+        return None
+    t = pd.read_parquet(path)
+    keep = [
+        c
+        for c in ("layer", "k", "purity", "nmi", "probe_accuracy", "majority_baseline")
+        if c in t.columns
+    ]
+    return t[keep]
+
+
+def _by_value(imp: pd.DataFrame) -> pd.DataFrame:
+    """The importance table sorted by the first model's importance, largest first."""
+    if imp.empty:
+        return imp
+    value = next((c for c in imp.columns if c.lower().startswith("lstm") and "rank" not in c), None)
+    if value is None:
+        return imp
+    return imp.sort_values(value, ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _training_text(tl: StepResult) -> str:
+    """The kept epoch and, when the run refits, what the refit phase is."""
+    run = int(tl.metrics.get("epochs_run", len(tl.info.get("history", []))))
+    best = tl.metrics.get("best_epoch")
+    said = f"Training ran {run} epochs (0 to {run - 1})"
+    said += (
+        f"; the weights of epoch {int(best)} were kept (lowest checking error)."
+        if (best is not None)
+        else "."
+    )
+    if tl.info.get("refit") and best is not None:
+        said += (
+            f" Then, the refit phase: a fresh model was trained on the training and the "
+            f"held-back machines together for the same {int(best) + 1} epochs (0 to "
+            f"{int(best)}), so it learns from more machines; no machine is left to check it "
+            "on, so the chart shows the first phase only (MLflow logs the refit's losses as "
+            "refit_train_loss)."
+        )
+    return said
 
 
 def verdict(key: str, lstm: float | None, forest: float | None) -> str | None:
@@ -249,6 +302,8 @@ def build_report(
                     if d["dropped_sensors"]
                     else "."
                 )
+                + "\n\n"
+                + COUNTING
             ),
             metrics={
                 "machines (train)": d["train_units"],
@@ -298,19 +353,22 @@ def build_report(
             figures=_figs(ev, "predicted_vs_true")
             + (_figs(outputs["at_risk"], "rul_trajectories") if "at_risk" in outputs else []),
             tables=[("Test metrics, last cycle of each test machine", model_table[keep])],
-            metrics={f"LSTM {label}": lstm_v, f"forest {label}": forest_v},
+            metrics={
+                f"LSTM {label}": _fmt(lstm_v, 1 if unit == "cycles" else 3),
+                f"forest {label}": _fmt(forest_v, 1 if unit == "cycles" else 3),
+            },
         )
     )
     sections.append(
         Section(
             "How the LSTM learned",
-            text=EXPLAIN["training"],
+            text=EXPLAIN["training"] + "\n\n" + _training_text(outputs["train_lstm"]),
             figures=_figs(outputs["train_lstm"], "learning_curves"),
         )
     )
     if "explain" in outputs:
         ex = outputs["explain"]
-        imp = pd.DataFrame(ex.info.get("importance", []))
+        imp = _by_value(pd.DataFrame(ex.info.get("importance", [])))
         top_l = ", ".join(ex.info.get("top_sensors_lstm") or [])
         top_f = ", ".join(ex.info.get("top_sensors_forest") or [])
         sections.append(
@@ -344,14 +402,18 @@ def build_report(
                 tables=[
                     t
                     for t in (
-                        ("Sensor importance (mean |SHAP|) and rank", imp),
+                        (
+                            "Sensor importance (mean |SHAP|, cycles) and rank, most important "
+                            "to the LSTM first",
+                            imp,
+                        ),
                         ("Precision of the top sensors against the true fault sensors", gt),
                     )
                     if len(t[1])
                 ],
                 metrics={
-                    "rank agreement": ex.metrics.get("agreement_spearman"),
-                    "top-k overlap": ex.metrics.get("agreement_top_k_overlap"),
+                    "rank agreement": _fmt(ex.metrics.get("agreement_spearman"), 2),
+                    "top-k overlap": _fmt(ex.metrics.get("agreement_top_k_overlap"), 2),
                 },
             )
         )
@@ -374,30 +436,49 @@ def build_report(
             Section(
                 "Activation signatures: which layer tells health stages apart?",
                 text=(
-                    sg.info["sentence"]
-                    + ".\n\n"
+                    "Verdict: "
+                    + sg.info["sentence"]
+                    + "\n\n"
                     + EXPLAIN["signatures"]
                     + "\n\n"
                     + "\n".join(f"- {c}" for c in sg.info.get("clusters", []))
                 ),
                 figures=_figs(sg, "layer_separation", "signature_projection", "unit_selectivity"),
+                tables=[("Separation of health stages per layer", _sep_table(sg))]
+                if _sep_table(sg) is not None
+                else [],
             )
         )
         sections.append(
             Section(
                 "Novelty: does the model see unfamiliar data?",
-                text=EXPLAIN["novelty"] + " Here the validation machines set "
-                "the threshold and the test machines are scored against it.",
+                text=EXPLAIN["novelty"]
+                + " Here the validation machines set the threshold and the evaluated "
+                "machines are scored against it; they share the training machines' fault "
+                "modes, so few of their windows should be flagged.\n\n"
+                + "\n".join(f"- {line}" for line in sg.info.get("novelty_verdict", [])),
                 figures=_figs(sg, "novelty"),
             )
         )
     secs = pd.DataFrame({"step": list(s["seconds"]), "seconds": list(s["seconds"].values())})
     sections.append(Section("Run details", text="Time each step took.", tables=[secs]))
-    headline = {f"LSTM {label}": lstm_v, f"forest {label}": forest_v}
+    digits = 1 if unit == "cycles" else 3
+    headline: dict[str, Any] = {
+        f"LSTM {label}{' (' + unit + ')' if unit else ''}": _fmt(lstm_v, digits),
+        f"forest {label}{' (' + unit + ')' if unit else ''}": _fmt(forest_v, digits),
+    }
+    if "at_risk" in outputs:
+        headline["machines to act on"] = outputs["at_risk"].info.get("alerts", {}).get("act")
+        if "n_late" in outputs["at_risk"].info:
+            headline["predicted > 20 cycles late"] = outputs["at_risk"].info["n_late"]
     if "explain" in outputs:
-        headline["models agree (rank corr.)"] = outputs["explain"].metrics.get("agreement_spearman")
+        headline["models agree (rank corr.)"] = _fmt(
+            outputs["explain"].metrics.get("agreement_spearman"), 2
+        )
     if "signatures" in outputs:
-        headline["first separating layer"] = outputs["signatures"].info["first_separating_layer"]
+        headline["first layer beating the raw input"] = outputs["signatures"].info[
+            "first_separating_layer"
+        ]
     return render_report(sections, title=title, subtitle=subtitle, headline=headline, footer=footer)
 
 
