@@ -186,6 +186,16 @@ def test_machines_at_risk_and_late_predictions_are_run_artifacts(
     expected = gap[gap > 20].sort_values(ascending=False)
     assert late["machine"].tolist() == expected.index.tolist()
     np.testing.assert_allclose(late["worst_late_by"], expected.to_numpy(), rtol=1e-6)
+    # the run is named and described with its headline numbers and machines at risk
+    tags = client.get_run(run_id).data.tags
+    rmse = f"LSTM {first_run['lstm']['rmse']:.1f} / forest {first_run['forest']['rmse']:.1f}"
+    assert tags["mlflow.runName"].startswith("simulated 20") and rmse in tags["mlflow.runName"]
+    note = tags["mlflow.note.content"]
+    assert f"| LSTM | {first_run['lstm']['rmse']:.1f} |" in note
+    assert f"| random forest | {first_run['forest']['rmse']:.1f} |" in note
+    for machine in risk.loc[risk["alert"] != "ok", "machine"]:
+        assert f"- {machine}: " in note
+    assert f"cycles late**: {len(late)} of 6" in note
     page = Path(client.download_artifacts(run_id, "report.html")).read_text()
     first_section = page[page.index("<section") : page.index("</section>")]
     assert "Machines at risk" in first_section

@@ -514,6 +514,94 @@ def markdown(s: dict[str, Any], mlflow_url: str | None = None) -> str:
             f"Top sensors (forest): {', '.join(e.get('top_sensors_forest') or [])}",
             f"Agreement (Spearman): {_fmt(e.get('agreement_spearman'))}",
         ]
+    if "at_risk" in s:
+        ar = s["at_risk"]
+        alerts = ar.get("alerts", {})
+        lines += [
+            "",
+            f"Machines at risk: act {alerts.get('act', 0)}, watch {alerts.get('watch', 0)}; "
+            f"most urgent: {', '.join(ar.get('most_urgent', []))}",
+        ]
+        if "n_late" in ar:
+            lines.append(
+                f"Predicted more than {ar.get('late_cycles', 20):g} cycles late: {ar['n_late']}"
+                + (f" (worst: {', '.join(ar['worst_late'])})" if ar.get("worst_late") else "")
+            )
     if "signatures" in s:
         lines += ["", s["signatures"]["sentence"]]
+    return "\n".join(lines) + "\n"
+
+
+def run_name(s: dict[str, Any], started: str) -> str:
+    """A readable MLflow run name: dataset, when, and both models' headline numbers, e.g.
+    ``cmapss-FD001 12-06 22:48 · RMSE LSTM 25.0 / forest 27.3``."""
+    task = task_scored_by(s["lstm"].keys())
+    digits = 1 if task.headline_unit == "cycles" else 3
+    head = task.headline
+    return (
+        f"{s['dataset']} {started} · {task.headline_label} LSTM "
+        f"{_fmt(s['lstm'].get(head), digits)} / forest {_fmt(s['forest'].get(head), digits)}"
+    )
+
+
+def description(outputs: dict[str, StepResult], s: dict[str, Any] | None = None) -> str:
+    """The run's description (MLflow's ``mlflow.note.content``, Markdown): the headline
+    numbers of both models, the machines at risk and the worst late predictions by name,
+    the signatures verdict, and where the report and the tables are."""
+    from pdmlens.results import AT_RISK_FILE, LATE_FILE, REPORT_FILE
+
+    s = s or summary(outputs)
+    task = task_scored_by(s["lstm"].keys())
+    d = s["data"]
+    lines = [
+        f"**pdmlens run on {s['dataset']}**: {d['train_units']} training machines, "
+        f"{d['test_units'] or d['val_units']} evaluated ({s['evaluated_on']} split).",
+        "",
+    ]
+    keys = [k for k in ("rmse", "mae", "score", "bias", "pr_auc", "all_pr_auc") if k in s["lstm"]]
+    lines += ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    for m, label in (("lstm", "LSTM"), ("forest", "random forest")):
+        digits = 1 if task.headline_unit == "cycles" else 3
+        lines.append(f"| {label} | " + " | ".join(_fmt(s[m].get(k), digits) for k in keys) + " |")
+    better = task.verdict(s["lstm"].get(task.headline), s["forest"].get(task.headline))
+    if better:
+        lines += ["", f"More accurate on {task.headline_label}: {better}."]
+    ar = outputs.get("at_risk")
+    if ar is not None and AT_RISK_FILE in ar.tables:
+        risk = pd.read_csv(ar.tables[AT_RISK_FILE], dtype={"machine": str})
+        urgent = risk[risk["alert"] != "ok"].head(8)
+        alerts = ar.info.get("alerts", {})
+        lines += [
+            "",
+            f"**Machines at risk** (act {alerts.get('act', 0)}, watch "
+            f"{alerts.get('watch', 0)}, ok {alerts.get('ok', 0)}):",
+        ]
+        if urgent.empty:
+            lines.append("none: every machine is ok.")
+        for _, r in urgent.iterrows():
+            pred = ", ".join(
+                f"{lab} {float(r[c]):.0f}"
+                for c, lab in (("lstm_rul", "LSTM"), ("forest_rul", "forest"))
+                if c in risk and pd.notna(r[c])
+            )
+            lines.append(f"- {r['machine']}: {r['alert']}, predicted RUL {pred} ({r['reason']})")
+        if LATE_FILE in ar.tables:
+            late = pd.read_csv(ar.tables[LATE_FILE], dtype={"machine": str})
+            cut = ar.info.get("late_cycles", 20)
+            worst = ", ".join(
+                f"{r['machine']} (true {float(r['true_rul']):.0f}, late by "
+                f"{float(r['worst_late_by']):.0f})"
+                for _, r in late.head(5).iterrows()
+            )
+            lines += [
+                "",
+                f"**Predicted more than {cut:g} cycles late**: {len(late)} of {len(risk)}"
+                + (f"; worst: {worst}." if len(late) else "."),
+            ]
+    if "signatures" in s:
+        lines += ["", f"Signatures: {s['signatures']['sentence']}"]
+    files = [REPORT_FILE]
+    if ar is not None:
+        files += sorted(ar.tables)
+    lines += ["", "Artifacts: " + ", ".join(files) + "."]
     return "\n".join(lines) + "\n"
