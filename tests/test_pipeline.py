@@ -128,7 +128,8 @@ def test_artifacts_figures_parquet_and_offline_report(
         "agreement.png",
         "deletion.png",
         "gate_saturation.png",
-        "gates_near_failure.png",
+        "gates_near_failure_layer1.png",
+        "gates_healthy_layer2.png",
     ):
         assert fig in figures
     assert {

@@ -7,6 +7,7 @@ returns), what the Prefect markdown artifact shows and what the report's header 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,21 @@ def _training_text(tl: StepResult) -> str:
     return said
 
 
+def _gate_figs(ex: StepResult) -> list[tuple[str, bytes]]:
+    """The gate figures, layer by layer: near failure then healthy for each layer."""
+    layers = sorted(
+        {
+            int(m.group(1))
+            for key in ex.figures
+            if (m := re.match(r"gates_(?:near_failure|healthy)_layer(\d+)$", Path(key).stem))
+        }
+    )
+    out = []
+    for li in layers:
+        out += _figs(ex, f"gates_near_failure_layer{li}", f"gates_healthy_layer{li}")
+    return out
+
+
 def verdict(key: str, lstm: float | None, forest: float | None) -> str | None:
     """Which model is more accurate on the headline metric ``key`` (the task it heads
     decides the direction): see :meth:`pdmlens.task.Task.verdict`."""
@@ -422,11 +438,17 @@ def build_report(
             Section(
                 "Inside the LSTM: gates",
                 text=EXPLAIN["gates"]
+                + "\n\nOne picture per LSTM layer and window: the window nearest to failure, "
+                "then the healthiest, for each layer. The units (rows) are in the same order "
+                "in every picture: those whose output rises most between the healthy window "
+                "and the failing one on top (the alarm bells), those that quiet down at the "
+                "bottom; the numbers on the left are the units' own numbers. Click a picture "
+                "to see it full size."
                 + (
                     f"\n\nThe gate values were recomputed from the network's weights and match "
                     f"the network's own output to {ex.metrics.get('gate_max_abs_error', 0):.1e}."
                 ),
-                figures=_figs(ex, "gates_near_failure", "gates_healthy", "gate_saturation"),
+                figures=_gate_figs(ex) + _figs(ex, "gate_saturation"),
                 tables=[("Saturation per layer and gate", sat)] if len(sat) else [],
             )
         )
