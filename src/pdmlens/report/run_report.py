@@ -491,8 +491,9 @@ def build_report(
     }
     if "at_risk" in outputs:
         headline["machines to act on"] = outputs["at_risk"].info.get("alerts", {}).get("act")
-        if "n_late" in outputs["at_risk"].info:
-            headline["predicted > 20 cycles late"] = outputs["at_risk"].info["n_late"]
+        ar = outputs["at_risk"].info
+        if "n_late" in ar:
+            headline[f"predicted > {ar.get('late_cycles', 20):g} cycles late"] = ar["n_late"]
     if "explain" in outputs:
         headline["models agree (rank corr.)"] = _fmt(
             outputs["explain"].metrics.get("agreement_spearman"), 2
