@@ -195,15 +195,15 @@ def test_machines_at_risk_and_late_predictions_are_run_artifacts(
     assert f"| LSTM | {first_run['lstm']['rmse']:.1f} |" in note
     assert f"| random forest | {first_run['forest']['rmse']:.1f} |" in note
     for machine in risk.loc[risk["alert"] != "ok", "machine"]:
-        assert f"- {machine}: " in note
+        assert f"- machine {machine}: " in note
     assert f"cycles late**: {len(late)} of 6" in note
     page = Path(client.download_artifacts(run_id, "report.html")).read_text()
     first_section = page[page.index("<section") : page.index("</section>")]
     assert "Machines at risk" in first_section
     top = risk["machine"].iloc[0]
-    assert re.search(rf"<li>{top}: {risk['alert'].iloc[0]}, predicted to fail in", page)
+    assert re.search(rf"<li>machine {top}: {risk['alert'].iloc[0]}, predicted to fail in", page)
     if len(late):
-        assert f"Worst first: {late['machine'].iloc[0]} (true " in page
+        assert f"Worst first: machine {late['machine'].iloc[0]} (true " in page
 
 
 def test_registered_models_load_and_predict_as_before(first_run: dict, root: Path) -> None:

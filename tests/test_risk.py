@@ -91,9 +91,11 @@ def test_report_names_the_machines_in_words(preds, scores, tmp_path) -> None:
     )
     risk, late = risk_sections(out)
     assert risk.title == "Machines at risk"
-    assert "Act now on 2: m3, m1." in risk.text and "Watch 1: m4." in risk.text
-    assert re.search(r"- m3: act, predicted to fail in LSTM 4 and forest 3 cycles", risk.text)
-    assert "Worst first: m4 (true 50, LSTM 95, forest 60); m1 (true 10" in late.text
+    assert "Act now on 2 machines: m3, m1." in risk.text and "Watch 1 machine: m4." in risk.text
+    assert re.search(
+        r"- machine m3: act, predicted to fail in LSTM 4 and forest 3 cycles", risk.text
+    )
+    assert "Worst first: machine m4 (true 50, LSTM 95, forest 60); machine m1 (true 10" in late.text
     shown = risk.tables[0][1]
     assert shown["machine"].tolist() == ["m3", "m1", "m4", "m2"]
     assert shown.loc[1, "LSTM RUL (cycles)"] == "12.0"

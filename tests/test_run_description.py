@@ -56,9 +56,11 @@ def test_run_name_and_description_carry_the_numbers(tmp_path: Path) -> None:
     assert "| random forest | 27.3 | 19.9 | 901.0 |" in text
     assert "More accurate on RMSE: LSTM." in text
     assert "**Machines at risk** (act 1, watch 1, ok 1):" in text
-    assert "- test_027: act, predicted RUL LSTM 1, forest 3 (predicted RUL 1 <= 30)" in text
-    assert "- test_033: watch" in text and "test_001" not in text
-    assert "**Predicted more than 20 cycles late**: 1 of 3; worst: test_030 (true 42, " in text
+    assert "- machine test_027: act, predicted RUL LSTM 1, forest 3 (predicted RUL 1 <= 30)" in text
+    assert "- machine test_033: watch" in text and "test_001" not in text
+    assert (
+        "**Predicted more than 20 cycles late**: 1 of 3; worst: machine test_030 (true 42, " in text
+    )
     assert "No layer beats the raw input" in text
     assert "machines_at_risk.csv" in text and "report.html" in text
 

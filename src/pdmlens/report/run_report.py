@@ -108,6 +108,10 @@ def _readable(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     return out.rename(columns=_RISK_COLUMNS)
 
 
+def _count(machines: list[str]) -> str:
+    return f"{len(machines)} machine{'s' if len(machines) != 1 else ''}"
+
+
 def _names(machines: list[str], limit: int = 5) -> str:
     more = len(machines) - limit
     return ", ".join(machines[:limit]) + (f" and {more} more" if more > 0 else "")
@@ -138,13 +142,13 @@ def risk_sections(out: StepResult) -> list[Section]:
         extra = f", truly {float(row['true_rul']):.0f}" if "true_rul" in risk else ""
         sensors = f"; top sensors {row['top_sensors']}" if row["top_sensors"] else ""
         lines.append(
-            f"- {row['machine']}: {row['alert']}, predicted to fail in {pred} cycles{extra}"
+            f"- machine {row['machine']}: {row['alert']}, predicted to fail in {pred} cycles{extra}"
             f"{sensors} ({row['reason'] or 'no alert'})"
         )
     text = (
         f"{len(risk)} machines were evaluated at their latest cycle. "
-        + (f"Act now on {len(act)}: {_names(act)}. " if act else "None needs action now. ")
-        + (f"Watch {len(watch)}: {_names(watch)}. " if watch else "")
+        + (f"Act now on {_count(act)}: {_names(act)}. " if act else "None needs action now. ")
+        + (f"Watch {_count(watch)}: {_names(watch)}. " if watch else "")
         + "The most urgent:\n"
         + "\n".join(lines)
         + "\n\nThe table lists every machine, "
@@ -172,7 +176,8 @@ def risk_sections(out: StepResult) -> list[Section]:
         late = pd.read_csv(out.tables[LATE_FILE], dtype={"machine": str})
         cut = out.info.get("late_cycles", 20)
         named = [
-            f"{r.machine} (true {r.true_rul:.0f}, LSTM {r.lstm_rul:.0f}, forest {r.forest_rul:.0f})"
+            f"machine {r.machine} (true {r.true_rul:.0f}, LSTM {r.lstm_rul:.0f}, "
+            f"forest {r.forest_rul:.0f})"
             for r in late.head(5).itertuples()
         ]
         said = (
@@ -607,12 +612,14 @@ def description(outputs: dict[str, StepResult], s: dict[str, Any] | None = None)
                 for c, lab in (("lstm_rul", "LSTM"), ("forest_rul", "forest"))
                 if c in risk and pd.notna(r[c])
             )
-            lines.append(f"- {r['machine']}: {r['alert']}, predicted RUL {pred} ({r['reason']})")
+            lines.append(
+                f"- machine {r['machine']}: {r['alert']}, predicted RUL {pred} ({r['reason']})"
+            )
         if LATE_FILE in ar.tables:
             late = pd.read_csv(ar.tables[LATE_FILE], dtype={"machine": str})
             cut = ar.info.get("late_cycles", 20)
             worst = ", ".join(
-                f"{r['machine']} (true {float(r['true_rul']):.0f}, late by "
+                f"machine {r['machine']} (true {float(r['true_rul']):.0f}, late by "
                 f"{float(r['worst_late_by']):.0f})"
                 for _, r in late.head(5).iterrows()
             )
