@@ -228,8 +228,9 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     logger = get_run_logger()
     t0 = time.perf_counter()
     pc = cfg.pipeline
-    run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{(flow_run.get_id() or 'local')[:8]}"
-    work = Path(pc.work_dir) / run_name
+    work_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{(flow_run.get_id() or 'local')[:8]}"
+    started = time.strftime("%Y-%m-%d %H:%M")
+    work = Path(pc.work_dir) / work_id
     cache = Path(pc.cache_dir)
 
     # a store that cannot be used fails the run now, within seconds, before any work
@@ -269,7 +270,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     task = task_of(cfg)
     with tracker.tracked_run(
         experiment,
-        run_name,
+        f"{dataset} {started} (running)",
         dataset_hash=ing.info["hash"],
         dataset=dataset,
         flow_run_id=flow_run.get_id(),
@@ -339,7 +340,8 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
             results,
             str(work),
             title=f"pdmlens run on {dataset}",
-            subtitle=f"{run_name} · seed {cfg.seed} · dataset hash {ing.info['hash']}",
+            subtitle=f"{started} · seed {cfg.seed} · dataset hash {ing.info['hash']} · "
+            f"work folder {work_id}",
         )
         for fut in logs:
             fut.result()
@@ -367,6 +369,12 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
                 "pdmlens.cached_prepare": cached["prepare"],
             },
         )
+        # a readable name and the headline in words, shown in MLflow's runs list and run page
+        tracker.describe(
+            parent,
+            name=run_report.run_name(summary, started),
+            note=run_report.description(results, summary),
+        )
         url = tracker.run_url(parent)
     registrations = [
         {"name": r.name, "version": r.version, "champion": r.champion, "reason": r.reason}
@@ -391,7 +399,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
         create_markdown_artifact(
             run_report.markdown(summary, url),
             key="pdmlens-run-summary",
-            description=f"pdmlens run {run_name} on {dataset}",
+            description=f"pdmlens run {work_id} on {dataset}",
         )
     except Exception as exc:  # an artifact is a courtesy; the run itself is recorded
         logger.warning("could not create the Prefect artifact: %s", exc)

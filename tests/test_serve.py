@@ -305,8 +305,12 @@ def test_serve_skips_a_run_due_while_one_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ui_stops_with_its_workers_on_sigterm(tmp_path: Path) -> None:
+    from pdmlens.config import TrackingConfig
+    from pdmlens.tracking import Tracker
+
     port = free_port()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_id = Tracker(TrackingConfig(uri=uri)).ensure_experiment("pdmlens-simulated")
     proc = subprocess.Popen(
         [str(EXE), "ui", "--port", str(port), "--set", f"tracking.uri={uri}"],
         cwd=tmp_path,
@@ -334,6 +338,8 @@ def test_ui_stops_with_its_workers_on_sigterm(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out
         assert f"http://127.0.0.1:{port}/#/experiments" in out
+        # the runs list itself, not the experiment's Traces tab
+        assert f"pdmlens-simulated: http://127.0.0.1:{port}/#/experiments/{exp_id}/runs" in out
         assert "Traceback" not in out
         tree.stop()
         assert tree.alive() == []

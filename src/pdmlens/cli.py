@@ -495,14 +495,21 @@ def ui_cmd(
     """Start the MLflow UI on 127.0.0.1 over the local store (or the configured one).
     Ctrl-C or SIGTERM stops the server and all its workers."""
     from pdmlens.processes import run_forwarding_stops
-    from pdmlens.tracking.ui import mlflow_ui_command
+    from pdmlens.tracking.ui import mlflow_ui_command, runs_list_urls
 
     try:
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
     cmd, uri, address = mlflow_ui_command(cfg.tracking, port)
-    typer.echo(f"MLflow UI over {uri}: runs at {address}/#/experiments (Ctrl-C stops)", err=True)
+    urls = runs_list_urls(uri, address)
+    typer.echo(
+        f"MLflow UI over {uri}: experiments at {address}/#/experiments (Ctrl-C stops)", err=True
+    )
+    if urls:
+        typer.echo("the runs list of each experiment:", err=True)
+        for name, url in urls:
+            typer.echo(f"  {name}: {url}", err=True)
     raise typer.Exit(run_forwarding_stops(cmd, grace=10.0))
 
 

@@ -31,6 +31,10 @@ BUNDLE_ARTIFACT = "bundle"
 """the scoring pyfunc's artifact key: the run's scoring bundle folder, at
 ``artifacts/<key>/`` in each logged model's artifact folder (MLflow keeps a pyfunc's
 artifacts there under ``artifacts/``)"""
+AT_RISK_FILE = "machines_at_risk.csv"
+"""every evaluated machine at its latest window, most urgent first (a run artifact)"""
+LATE_FILE = "late_predictions.csv"
+"""the machines predicted more than 20 cycles late, worst first (a run artifact)"""
 
 
 @dataclass(frozen=True)

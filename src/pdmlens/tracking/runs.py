@@ -52,6 +52,11 @@ log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+"""the run's description in the MLflow UI (Markdown)"""
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""MLflow 3's UI opens an experiment of this kind on its runs list, not on Traces"""
 TAG_DATASET_HASH = champion_rules.TAG_DATASET_HASH
 TAG_DATASET = "pdmlens.dataset"
 TAG_VERSION = "pdmlens.version"
@@ -175,12 +180,18 @@ class Tracker:
         """Id of experiment ``name``, created (artifacts under the artifact root) if absent."""
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older pdmlens
+                self.client.set_experiment_tag(
+                    exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+                )
             return exp.experiment_id
         location = None
         if self.artifact_root is not None:
             location = f"{self.artifact_root}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except MlflowException:  # created meanwhile by another process
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
@@ -319,6 +330,12 @@ class Tracker:
         items = [RunTag(str(k), str(v)) for k, v in tags.items()]
         for batch in _chunks(items, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, tags=batch, synchronous=True)
+
+    def describe(self, run_id: str, name: str | None = None, note: str | None = None) -> None:
+        """Name a run (``mlflow.runName``, the runs list's first column) and describe it
+        (``mlflow.note.content``, Markdown shown on the run's page)."""
+        tags = {RUN_NAME_TAG: name, NOTE_TAG: note}
+        self.set_tags(run_id, {k: v for k, v in tags.items() if v is not None})
 
     def make_epoch_callback(self, run_id: str, prefix: str = "") -> Callable[..., None]:
         """``callback(epoch, metrics)`` logging ``metrics`` (all but an ``epoch`` entry,
