@@ -130,7 +130,8 @@ def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Di
                 "Latest cycle of every evaluated machine. Sort by any column; click a machine "
                 "to open its page. Alert: act when the lower prediction is at or below the "
                 "horizon, watch at or below twice it (as pdmlens score and the report). "
-                "Top sensors: the LSTM's SHAP on the last window; novel: its last-layer signature is above the novelty threshold.",
+                "Top sensors: the LSTM's SHAP on the last window; novel: its last-layer "
+                "signature is above the novelty threshold.",
                 className="help",
             ),
             dash_table.DataTable(  # type: ignore[attr-defined]
