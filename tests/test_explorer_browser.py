@@ -314,7 +314,11 @@ def test_launch_refuses_a_bad_value_then_runs_and_lists_the_run(page: Page) -> N
     status = page.text("#job-1")
     assert "finished" in status and "now in the run list" in status, status
     run_id = re.search(r"MLflow run ([0-9a-f]{32})", status).group(1)
+    deadline = time.monotonic() + 30  # the list refreshes right after the job's status
     options = _run_options(pg)
+    while len(options) < n_runs + 1 and time.monotonic() < deadline:
+        time.sleep(1)
+        options = _run_options(pg)
     assert len(options) == n_runs + 1
     assert any(run_id in o for o in options) or n_runs + 1 == len(options)
     page.shot("launch_finished")
