@@ -29,7 +29,7 @@ import pandas as pd
 import typer
 from pydantic import ValidationError
 
-from pdmlens.config import DataConfig, load_config
+from pdmlens.config import DataConfig, RunConfig, load_config
 from pdmlens.errors import ConfigError, DataValidationError
 
 log = logging.getLogger(__name__)
@@ -429,6 +429,19 @@ def opened_mlflow_run(exc: BaseException) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
+def _preflight(cfg: RunConfig) -> None:
+    """A tracking store that cannot be used ends the command here, in seconds, with one
+    line and exit code 1: before Prefect starts a server and before any data is read (the
+    flow checks again, for scheduled runs)."""
+    from pdmlens.errors import TrackingUnavailableError
+    from pdmlens.tracking import check_tracking_reachable, resolve_tracking_uri
+
+    try:
+        check_tracking_reachable(resolve_tracking_uri(cfg.tracking))
+    except TrackingUnavailableError as exc:
+        raise fail(f"{exc} Nothing was run.", code=1) from None
+
+
 @app.command("run")
 @guarded
 def run_cmd(
@@ -459,6 +472,7 @@ def run_cmd(
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
+    _preflight(cfg)
     from pipelines.run import run_pipeline
 
     try:
