@@ -473,7 +473,10 @@ def run_cmd(
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
     _preflight(cfg)
+    from pdmlens.processes import start_watchdog
     from pipelines.run import run_pipeline
+
+    start_watchdog()  # killed outright, this command leaves no process behind
 
     try:
         summary = run_pipeline(cfg)
