@@ -429,6 +429,14 @@ def opened_mlflow_run(exc: BaseException) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
+def _is_the_command() -> bool:
+    """Whether this process is the ``pdmlens`` command itself (not a test or a notebook
+    calling the app in its own process, whose other children are none of ours)."""
+    import sys
+
+    return Path(sys.argv[0]).name.startswith("pdmlens")
+
+
 def _preflight(cfg: RunConfig) -> None:
     """A tracking store that cannot be used ends the command here, in seconds, with one
     line and exit code 1: before Prefect starts a server and before any data is read (the
@@ -476,7 +484,8 @@ def run_cmd(
     from pdmlens.processes import start_watchdog
     from pipelines.run import run_pipeline
 
-    start_watchdog()  # killed outright, this command leaves no process behind
+    if _is_the_command():  # killed outright, the command leaves no process behind
+        start_watchdog()
 
     try:
         summary = run_pipeline(cfg)
