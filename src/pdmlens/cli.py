@@ -437,6 +437,16 @@ def _is_the_command() -> bool:
     return Path(sys.argv[0]).name.startswith("pdmlens")
 
 
+def _guard_children() -> None:
+    """Killed outright (SIGKILL, the OOM killer), the command leaves no process behind: a
+    watchdog ends what it started (``pdmlens.processes.start_watchdog``). Only when this
+    process is the ``pdmlens`` command."""
+    from pdmlens.processes import start_watchdog
+
+    if _is_the_command():
+        start_watchdog()
+
+
 def _preflight(cfg: RunConfig) -> None:
     """A tracking store that cannot be used ends the command here, in seconds, with one
     line and exit code 1: before Prefect starts a server and before any data is read (the
@@ -481,11 +491,9 @@ def run_cmd(
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
     _preflight(cfg)
-    from pdmlens.processes import start_watchdog
     from pipelines.run import run_pipeline
 
-    if _is_the_command():  # killed outright, the command leaves no process behind
-        start_watchdog()
+    _guard_children()
 
     try:
         summary = run_pipeline(cfg)
@@ -529,6 +537,7 @@ def ui_cmd(
         raise fail(f"bad configuration: {exc}") from None
     cmd, uri, address = mlflow_ui_command(cfg.tracking, port)
     typer.echo(f"MLflow UI over {uri}: runs at {address}/#/experiments (Ctrl-C stops)", err=True)
+    _guard_children()
     raise typer.Exit(run_forwarding_stops(cmd, grace=10.0))
 
 
@@ -588,6 +597,7 @@ def serve_cmd(
         raise fail(f"bad configuration: {exc}") from None
     from pipelines.run import serve  # imports no Prefect: serve sets PREFECT_API_URL first
 
+    _guard_children()
     serve(
         cfg,
         cron,
