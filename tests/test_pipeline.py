@@ -278,6 +278,25 @@ def test_second_run_reuses_cached_ingest_and_prepare(first_run: dict, root: Path
     assert lstm_reg["version"] == "2" and not lstm_reg["champion"]
 
 
+def test_a_truncated_prepared_file_is_rebuilt_with_the_same_metrics(
+    first_run: dict, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cached Parquet file cut short is found by its recorded size, named in a warning,
+    and the step is rebuilt: the run is not reported as reusing it, nor poisoned by it."""
+    from pdmlens.steps import cache, ingest_key, prepare_key
+
+    cfg = RunConfig().with_overrides([s for s in tiny_args(root) if s != "--set"])
+    folder = root / "cache" / "prepare" / prepare_key(cfg, ingest_key(cfg))
+    bad = folder / "train.parquet"
+    bad.write_bytes(bad.read_bytes()[:-100])
+    again = run_here(root)
+    assert again["cached"] == {"ingest": True, "prepare": False}
+    assert str(bad) in caplog.text and "rebuilding" in caplog.text
+    assert again["lstm"]["rmse"] == first_run["lstm"]["rmse"]
+    assert again["forest"]["rmse"] == first_run["forest"]["rmse"]
+    assert cache.verify(folder) is None
+
+
 def test_failure_mid_way_marks_runs_failed_and_registers_nothing(root: Path, monkeypatch) -> None:
     from dataclasses import replace
 

@@ -352,6 +352,49 @@ def test_ui_stops_with_its_workers_on_sigterm(tmp_path: Path) -> None:
                 p.kill()
 
 
+@pytest.mark.slow
+def test_ui_killed_outright_leaves_no_process_behind(tmp_path: Path) -> None:
+    """SIGKILL to ``pdmlens ui``: no stop is forwarded, yet the MLflow server (its own
+    session) and its workers end: the command's watchdog ends them."""
+    from pdmlens.processes import WATCH_INTERVAL
+
+    port = free_port()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [str(EXE), "ui", "--port", str(port), "--set", f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    tree = Tree(proc.pid)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the MLflow UI did not answer"
+            time.sleep(0.5)
+        time.sleep(4 * WATCH_INTERVAL)  # the watchdog has seen the server's workers
+        tree.sample()
+        assert any("pdmlens.processes" in cmd for _, cmd in tree.seen.values())
+        assert len(tree.seen) >= 3  # pdmlens, its watchdog, the MLflow server
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        tree.stop()
+        assert tree.alive(within=30) == []
+    finally:
+        tree.stop()
+        for p, _ in tree.seen.values():
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+
 def test_the_cli_and_the_serve_module_import_no_prefect() -> None:
     """serve must set PREFECT_API_URL before Prefect is first imported (it reads its
     settings once): neither the command line nor pipelines.run may import it early."""

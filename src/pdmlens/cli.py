@@ -29,7 +29,7 @@ import pandas as pd
 import typer
 from pydantic import ValidationError
 
-from pdmlens.config import DataConfig, load_config
+from pdmlens.config import DataConfig, RunConfig, load_config
 from pdmlens.errors import ConfigError, DataValidationError
 
 log = logging.getLogger(__name__)
@@ -429,6 +429,37 @@ def opened_mlflow_run(exc: BaseException) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
+def _is_the_command() -> bool:
+    """Whether this process is the ``pdmlens`` command itself (not a test or a notebook
+    calling the app in its own process, whose other children are none of ours)."""
+    import sys
+
+    return Path(sys.argv[0]).name.startswith("pdmlens")
+
+
+def _guard_children() -> None:
+    """Killed outright (SIGKILL, the OOM killer), the command leaves no process behind: a
+    watchdog ends what it started (``pdmlens.processes.start_watchdog``). Only when this
+    process is the ``pdmlens`` command."""
+    from pdmlens.processes import start_watchdog
+
+    if _is_the_command():
+        start_watchdog()
+
+
+def _preflight(cfg: RunConfig) -> None:
+    """A tracking store that cannot be used ends the command here, in seconds, with one
+    line and exit code 1: before Prefect starts a server and before any data is read (the
+    flow checks again, for scheduled runs)."""
+    from pdmlens.errors import TrackingUnavailableError
+    from pdmlens.tracking import check_tracking_reachable, resolve_tracking_uri
+
+    try:
+        check_tracking_reachable(resolve_tracking_uri(cfg.tracking))
+    except TrackingUnavailableError as exc:
+        raise fail(f"{exc} Nothing was run.", code=1) from None
+
+
 @app.command("run")
 @guarded
 def run_cmd(
@@ -459,7 +490,10 @@ def run_cmd(
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
+    _preflight(cfg)
     from pipelines.run import run_pipeline
+
+    _guard_children()
 
     try:
         summary = run_pipeline(cfg)
@@ -510,6 +544,7 @@ def ui_cmd(
         typer.echo("the runs list of each experiment:", err=True)
         for name, url in urls:
             typer.echo(f"  {name}: {url}", err=True)
+    _guard_children()
     raise typer.Exit(run_forwarding_stops(cmd, grace=10.0))
 
 
@@ -569,6 +604,7 @@ def serve_cmd(
         raise fail(f"bad configuration: {exc}") from None
     from pipelines.run import serve  # imports no Prefect: serve sets PREFECT_API_URL first
 
+    _guard_children()
     serve(
         cfg,
         cron,

@@ -248,6 +248,30 @@ class Tracker:
         RunStatus.from_string(status)  # validates
         self.client.set_terminated(run_id, status=status)
 
+    @staticmethod
+    def _patiently(what: str, action: Callable[[], None], patience: float) -> None:
+        """Run ``action`` (idempotent) until it succeeds or ``patience`` seconds have
+        passed, pausing 2, 4, 8, 15, 15 ... s between tries (each try also has MLflow's
+        own bounded HTTP retries); the last failure is raised."""
+        deadline = time.monotonic() + patience
+        pause = 2.0
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                log.warning(
+                    "tracking store not answering (%s): still trying to %s, for up to %.0f s",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                    what,
+                    left,
+                )
+                time.sleep(min(pause, left))
+                pause = min(2 * pause, 15.0)
+
     def fail_tree(self, parent_id: str, status: str = "FAILED") -> None:
         """Mark the parent and all its children ``status``."""
         for run_id in [*self.children(parent_id), parent_id]:
@@ -293,8 +317,15 @@ class Tracker:
         except BaseException as exc:
             status = "FAILED" if isinstance(exc, Exception) else "KILLED"
             log.warning("run %s ended by %r: marking it and its children %s", parent, exc, status)
+            # a store that is down for a while (a server restarting) is waited for, so
+            # the runs end FAILED rather than RUNNING; an interrupt does not wait
+            patience = self.cfg.end_patience if status == "FAILED" else 0.0
             try:
-                self.fail_tree(parent, status)
+                self._patiently(
+                    f"mark run {parent} and its children {status}",
+                    lambda: self.fail_tree(parent, status),
+                    patience,
+                )
             except Exception:  # never hide the original error behind a tracking one
                 log.exception("could not mark run %s %s", parent, status)
             if getattr(exc, "mlflow_run_id", None) is None:
