@@ -37,6 +37,7 @@ from explain_shap import shap_section
 from torch import nn
 
 from pdmlens.explain.gates import DEFAULT_CHUNK, extract_gates
+from pdmlens.runtime.threads import compute_threads
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -213,15 +214,15 @@ def _fmt(v: Any) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse(argv)
-    torch.set_num_threads(a.threads)
     names = [s.strip() for s in a.sections.split(",") if s.strip()]
     unknown = [s for s in names if s not in SECTIONS]
     if unknown:
         print(f"unknown sections {unknown}; choose from {sorted(SECTIONS)}", file=sys.stderr)
         return 2
     results: dict[str, dict[str, Any]] = {}
-    for name in names:
-        results[name] = SECTIONS[name](a)
+    with compute_threads(a.threads):
+        for name in names:
+            results[name] = SECTIONS[name](a)
     width = max(len(k) for r in results.values() for k in r) + 2
     for name, res in results.items():
         print(f"== {name}")

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from pdmlens.config import RunConfig
 from pdmlens.data.prepare import PreparedData, prepare
@@ -541,7 +540,7 @@ def run_shap_section(a: argparse.Namespace) -> dict[str, Any]:
     res: dict[str, Any] = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
     }
-    with threadpool_limits(a.shap_threads), torch_threads(a.shap_threads):
+    with torch_threads(a.shap_threads):
         if not a.skip_fd001:
             if (a.cmapss / "train_FD001.txt.gz").is_file() or (
                 a.cmapss / "train_FD001.txt"

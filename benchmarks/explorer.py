@@ -30,6 +30,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from pdmlens.runtime.single_thread import one_thread, pin_one_thread
+
 TINY = [
     "data.simulator.n_units=24",
     "data.simulator.n_test_units=6",
@@ -175,8 +177,6 @@ def measure_browser(root: Path) -> tuple[float, float, float]:
 
 
 def measure_compute(uri: str) -> float:
-    from threadpoolctl import threadpool_limits
-
     from pdmlens.explorer import analysis as A
     from pdmlens.explorer.rundata import RunCache
     from pdmlens.tracking.explorer_reader import StoreReader
@@ -185,7 +185,7 @@ def measure_compute(uri: str) -> float:
     run = RunCache(reader).get(reader.runs()["run_id"].iloc[0])
     sample = A.signature_sample(run)
     times = []
-    with threadpool_limits(1):
+    with one_thread():
         A.recluster(sample, 4, [0, 30, 75, 125])  # probes cached, as in the page
         for k in range(3, 9):
             t = time.perf_counter()
@@ -198,10 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", type=Path, help="folder with mlflow.db from an earlier call")
     a = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
+    pin_one_thread()  # as `pdmlens explore` does
     root = a.store or Path(tempfile.mkdtemp(prefix="pdmlens-bench-explorer-"))
     root.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()

@@ -157,12 +157,12 @@ def main() -> None:
     ap.add_argument("--machines", type=int, default=10_000)
     ap.add_argument("--skip", nargs="*", default=[], help="fd001, fleet, novelty")
     args = ap.parse_args()
-    from threadpoolctl import threadpool_limits
+    from pdmlens.runtime.threads import compute_threads
 
     pd.set_option("display.width", 160)
     rows = []
     if "fd001" not in args.skip:
-        with threadpool_limits(1):
+        with compute_threads(1):
             r = fd001(args.work, args.epochs)
         p = r["parts"]
         rows.append(

@@ -34,13 +34,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from threadpoolctl import threadpool_limits
 
 from pdmlens.config import RunConfig
 from pdmlens.data.prepare import prepare
 from pdmlens.data.simulate import simulate_fleet
 from pdmlens.data.windows import WindowDataset
 from pdmlens.models.lstm import LSTMEstimator
+from pdmlens.runtime.threads import compute_threads
 from pdmlens.signatures.cluster import (
     SignatureClusterer,
     describe_clusters,
@@ -135,7 +135,6 @@ def subset(sigs: dict[Any, np.ndarray], idx: np.ndarray) -> dict[Any, np.ndarray
 
 
 def run(a: argparse.Namespace) -> dict[str, Any]:
-    torch.set_num_threads(a.threads)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     # every fleet is run to failure, so familiar and unfamiliar held-out units cover the
@@ -401,7 +400,7 @@ def print_report(res: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     a = parse(argv)
-    with threadpool_limits(a.threads):
+    with compute_threads(a.threads):
         res = run(a)
     print_report(res)
     if a.json is not None:

@@ -7,7 +7,8 @@ the same definition :func:`pdmlens.steps.run_steps` walks); each task calls one 
 small values between them (:class:`pdmlens.results.StepResult`: paths, numbers; run ids),
 never DataFrames. The cached steps (ingest, prepare) are keyed by the content of their
 inputs and config (``StepSpec.cache_key``) and write into content-addressed folders, so a
-second run on the same data reuses both. I/O
+second run on the same data reuses both; a folder is written whole or not at all and
+reused only when its files match their recorded sha256 (:mod:`pdmlens.steps.cache`). I/O
 tasks (reading the source, logging to MLflow) retry with exponential backoff; bad data is
 never retried. The MLflow parent run is opened once the data is known good; a failure in
 any later task marks the parent and its children FAILED and registers nothing.
@@ -23,6 +24,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
+from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
 from pdmlens.config import RunConfig
@@ -30,13 +32,13 @@ from pdmlens.errors import PdmlensError
 from pdmlens.report import run_report
 from pdmlens.results import (
     MODELS,
-    OUTPUT_FILE,
     REPORT_FILE,
     TEST,
     StepResult,
     model_metrics,
     score_name,
 )
+from pdmlens.steps import cache as folder_cache
 from pdmlens.steps import graph
 from pdmlens.steps.graph import (
     BUNDLE_STEP,
@@ -74,18 +76,9 @@ def _io(name: str, retries: int = 2):
     )
 
 
-def _cache_key(context, parameters: dict[str, Any]) -> str | None:  # noqa: ANN001
-    """Prefect cache key: the step's content key (None, no caching, when caching is off)."""
-    if not parameters.get("use_cache", True):
-        return None
-    return f"pdmlens-{parameters['name']}-{parameters['key']}"
-
-
-def _cached(spec: StepSpec, out_dir: Path, cache_root: Path, cfg: RunConfig):
-    """The cached step's task: named after the step, its results kept beside the cached
-    folders, its cache refreshed when the folder a cached result points to is gone or
-    incomplete, retried on transient I/O failures where the step reads the source."""
-    complete = (out_dir / OUTPUT_FILE).is_file()
+def _cached(spec: StepSpec, cfg: RunConfig):
+    """The cached step's task: named after the step, retried on transient I/O failures
+    where the step reads the source."""
     retry: dict[str, Any] = (
         {
             "retries": cfg.pipeline.retries,
@@ -95,18 +88,13 @@ def _cached(spec: StepSpec, out_dir: Path, cache_root: Path, cfg: RunConfig):
         if spec.retry_io
         else {}
     )
-    return cached_step_task.with_options(
-        name=spec.task_name,
-        result_storage=cache_root / "prefect-results",
-        refresh_cache=cfg.pipeline.cache and not complete,
-        **retry,
-    )
+    return cached_step_task.with_options(name=spec.task_name, **retry)
 
 
 # ----------------------------------------------------------------------------- tasks
 
 
-@task(cache_key_fn=_cache_key, persist_result=True)
+@task
 def cached_step_task(
     name: str,
     cfg: RunConfig,
@@ -114,9 +102,19 @@ def cached_step_task(
     key: str,
     out_dir: str,
     use_cache: bool = True,
-) -> StepResult:
-    """A cached step (ingest, prepare), kept under its content ``key``."""
-    return call_step(step(name), cfg, inputs, out_dir)
+) -> StepResult | State:
+    """A cached step (ingest, prepare), kept in the folder ``out_dir`` named by its content
+    ``key``. The folder is the cache: reused (state ``Cached``) only when every file
+    matches its recorded size and sha256, else removed and built again, atomically
+    (:mod:`pdmlens.steps.cache`)."""
+    if use_cache:
+        kept = folder_cache.reuse(out_dir)
+        if kept is not None:
+            return Completed(data=kept, name="Cached", message=f"reused {out_dir}")
+    spec = step(name)
+    return folder_cache.build(
+        out_dir, lambda tmp: call_step(spec, cfg, inputs, tmp), replace=not use_cache
+    )
 
 
 @task
@@ -228,8 +226,9 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     logger = get_run_logger()
     t0 = time.perf_counter()
     pc = cfg.pipeline
-    run_name = f"{time.strftime('%Y%m%d-%H%M%S')}-{(flow_run.get_id() or 'local')[:8]}"
-    work = Path(pc.work_dir) / run_name
+    work_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{(flow_run.get_id() or 'local')[:8]}"
+    started = time.strftime("%Y-%m-%d %H:%M")
+    work = Path(pc.work_dir) / work_id
     cache = Path(pc.cache_dir)
 
     # a store that cannot be used fails the run now, within seconds, before any work
@@ -245,7 +244,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
         assert spec.cache_key is not None
         keys[spec.name] = spec.cache_key(cfg, *(keys[i] for i in spec.inputs))
         out_dir = cache / spec.folder / keys[spec.name]
-        fut = _cached(spec, out_dir, cache, cfg).submit(
+        fut = _cached(spec, cfg).submit(
             spec.name,
             cfg,
             {i: results[i] for i in spec.inputs},
@@ -269,7 +268,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
     task = task_of(cfg)
     with tracker.tracked_run(
         experiment,
-        run_name,
+        f"{dataset} {started} (running)",
         dataset_hash=ing.info["hash"],
         dataset=dataset,
         flow_run_id=flow_run.get_id(),
@@ -339,7 +338,8 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
             results,
             str(work),
             title=f"pdmlens run on {dataset}",
-            subtitle=f"{run_name} · seed {cfg.seed} · dataset hash {ing.info['hash']}",
+            subtitle=f"{started} · seed {cfg.seed} · dataset hash {ing.info['hash']} · "
+            f"work folder {work_id}",
         )
         for fut in logs:
             fut.result()
@@ -367,6 +367,12 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
                 "pdmlens.cached_prepare": cached["prepare"],
             },
         )
+        # a readable name and the headline in words, shown in MLflow's runs list and run page
+        tracker.describe(
+            parent,
+            name=run_report.run_name(summary, started),
+            note=run_report.description(results, summary),
+        )
         url = tracker.run_url(parent)
     registrations = [
         {"name": r.name, "version": r.version, "champion": r.champion, "reason": r.reason}
@@ -391,7 +397,7 @@ def pdmlens_flow(config: dict | None = None, overrides: list[str] | None = None)
         create_markdown_artifact(
             run_report.markdown(summary, url),
             key="pdmlens-run-summary",
-            description=f"pdmlens run {run_name} on {dataset}",
+            description=f"pdmlens run {work_id} on {dataset}",
         )
     except Exception as exc:  # an artifact is a courtesy; the run itself is recorded
         logger.warning("could not create the Prefect artifact: %s", exc)

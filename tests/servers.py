@@ -166,12 +166,13 @@ def postgres(database: str = "mlflow") -> Iterator[str]:
 
 
 # ----------------------------------------------------------------------------- MLflow
-@contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, workers: int = 2) -> Iterator[str]:
-    """``mlflow server`` on a free 127.0.0.1 port with ``backend_uri`` as its backend and
-    registry store, serving artifacts from ``artifacts``; yields ``http://127.0.0.1:<port>``."""
+def start_mlflow_server(
+    backend_uri: str, artifacts: Path, port: int, workers: int = 2
+) -> subprocess.Popen:
+    """``mlflow server`` on 127.0.0.1:``port`` with ``backend_uri`` as its backend and
+    registry store, serving artifacts from ``artifacts``, in its own session; returns
+    once it answers ``/health`` (the caller stops it: ``_stop_group``)."""
     artifacts.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     log = artifacts.parent / f"mlflow-server-{port}.log"
     exe = Path(sys.executable).parent / "mlflow"
     cmd = [
@@ -193,14 +194,26 @@ def mlflow_server(backend_uri: str, artifacts: Path, workers: int = 2) -> Iterat
     # ~2 GB and CPU, and tracking and the registry do not use them
     env = _env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     env.pop("MLFLOW_TRACKING_URI", None)
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(proc, url + "/health", log, "mlflow server")
-        yield url
+        _wait_http(proc, f"http://127.0.0.1:{port}/health", log, "mlflow server")
+    except BaseException:
+        _stop_group(proc)
+        raise
+    return proc
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, artifacts: Path, workers: int = 2) -> Iterator[str]:
+    """``mlflow server`` on a free 127.0.0.1 port with ``backend_uri`` as its backend and
+    registry store, serving artifacts from ``artifacts``; yields ``http://127.0.0.1:<port>``."""
+    port = free_port()
+    proc = start_mlflow_server(backend_uri, artifacts, port, workers)
+    try:
+        yield f"http://127.0.0.1:{port}"
     finally:
         _stop_group(proc)
 

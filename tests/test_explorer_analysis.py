@@ -13,14 +13,17 @@ from pdmlens.explorer.rundata import config_from_params
 
 
 def test_alert_levels_follow_the_horizon() -> None:
-    assert list(A.alert_level(np.array([0.0, 29.9, 30.0, 59.9, 60.0, 200.0]), 30)) == [
-        "alarm",
-        "alarm",
+    assert list(A.alert_level(np.array([0.0, 30.0, 30.1, 60.0, 60.1, 200.0]), 30)) == [
+        "act",
+        "act",
         "watch",
         "watch",
         "ok",
         "ok",
     ]
+    from pdmlens.scoring.score import LEVELS
+
+    assert A.ALERTS == LEVELS  # one vocabulary with pdmlens score and the report
 
 
 def test_fleet_table_takes_each_machines_latest_cycle_sorted_by_urgency() -> None:
@@ -38,7 +41,7 @@ def test_fleet_table_takes_each_machines_latest_cycle_sorted_by_urgency() -> Non
     assert list(t["cycle"]) == [5, 2, 2]
     assert list(t["true_rul"]) == [20.0, 49.0, 125.0]  # capped
     assert list(t["disagreement"]) == [30.0, 10.0, 6.0]
-    assert list(t["alert"]) == ["alarm", "watch", "ok"]
+    assert list(t["alert"]) == ["act", "watch", "ok"]
 
 
 def test_machine_history_caps_the_truth() -> None:
@@ -74,9 +77,8 @@ def _table(nmi: list[float], probe: list[float], base: float) -> pd.DataFrame:
 
 def test_verdict_says_when_no_layer_beats_the_raw_input() -> None:
     v = A.separation_verdict(_table([0.5, 0.3, 0.4], [0.9, 0.8, 0.85], 0.5))
-    assert v.startswith("input is the first layer")
-    assert "No LSTM layer beats the raw input (nmi 0.500)" in v
-    assert "raw input at least as well (0.90)" in v
+    assert v.startswith("No layer beats the raw input")
+    assert "accuracy 0.90" in v and "LSTM layer 2, 0.85" in v
 
 
 def test_verdict_says_when_nothing_beats_guessing_the_commonest_stage() -> None:
@@ -85,11 +87,17 @@ def test_verdict_says_when_nothing_beats_guessing_the_commonest_stage() -> None:
     assert "(0.81)" in v and "(0.88)" in v
 
 
-def test_verdict_names_the_first_layer_within_tolerance() -> None:
+def test_verdict_names_the_first_layer_within_tolerance_that_beats_the_raw_input() -> None:
     v = A.separation_verdict(_table([0.1, 0.58, 0.6], [0.5, 0.9, 0.95], 0.4))
-    assert v.startswith("LSTM layer 1 is the first layer")
-    assert "No LSTM layer beats" not in v
-    assert "The best layer by nmi is LSTM layer 2." in v
+    assert v.startswith("LSTM layer 1 is the first layer to separate health stages")
+    assert "probe accuracy 0.90 against 0.50 on the raw input" in v
+
+
+def test_the_page_and_the_report_give_one_verdict() -> None:
+    from pdmlens.signatures.layers import separation_verdict
+
+    t = _table([0.1, 0.58, 0.6], [0.5, 0.9, 0.95], 0.4)
+    assert A.separation_verdict(t) == separation_verdict(t).sentence
 
 
 def test_units_firing_only_on_new_data() -> None:

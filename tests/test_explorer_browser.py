@@ -298,7 +298,9 @@ def test_launch_refuses_a_bad_value_then_runs_and_lists_the_run(page: Page) -> N
     pg.fill("#launch-epochs", "0")
     pg.click("#launch-button")
     pg.wait_for_selector("#launch-message .error")
-    assert "model.lstm.epochs: must be at least 1" in page.text("#launch-message")
+    assert "model.lstm.epochs: Input should be greater than or equal to 1" in page.text(
+        "#launch-message"
+    )
     assert "Traceback" not in pg.content()
     page.shot("launch_refused")
     n_runs = len(_run_options(pg))
@@ -312,7 +314,11 @@ def test_launch_refuses_a_bad_value_then_runs_and_lists_the_run(page: Page) -> N
     status = page.text("#job-1")
     assert "finished" in status and "now in the run list" in status, status
     run_id = re.search(r"MLflow run ([0-9a-f]{32})", status).group(1)
+    deadline = time.monotonic() + 30  # the list refreshes right after the job's status
     options = _run_options(pg)
+    while len(options) < n_runs + 1 and time.monotonic() < deadline:
+        time.sleep(1)
+        options = _run_options(pg)
     assert len(options) == n_runs + 1
     assert any(run_id in o for o in options) or n_runs + 1 == len(options)
     page.shot("launch_finished")
@@ -377,8 +383,11 @@ def test_sigterm_stops_the_explorer_and_its_launched_run(
 
 def test_report_links_and_zoom_work_inside_a_sandboxed_frame(browser: Any, tiny_run: dict) -> None:
     """The report as MLflow shows an HTML artifact: a blob: URL in an iframe sandboxed with
-    ``allow-scripts`` only. A contents link scrolls (no navigation to ``blob:...#id``) and a
-    click on a figure enlarges it."""
+    ``allow-scripts`` only. It opens on the machines at risk, named in words and in the
+    order of the run's table; each contents link scrolls (no navigation to ``blob:...#id``)
+    and a click on a figure enlarges it to full size, Escape or a click closes it."""
+    import pandas as pd
+
     report = Path(tiny_run["report"]).read_text(encoding="utf-8")
     p = Page(browser)
     pg = p.page
@@ -405,17 +414,42 @@ def test_report_links_and_zoom_work_inside_a_sandboxed_frame(browser: Any, tiny_
     frame.wait_for_selector("nav a[data-target]")
     links = frame.locator("nav a[data-target]")
     assert links.count() >= 3
-    target = links.nth(2).get_attribute("data-target")
-    url_before = frame.url
-    links.nth(2).click()
-    frame.wait_for_function("window.scrollY > 0")
-    frame.wait_for_function(
-        f"Math.abs(document.getElementById('{target}').getBoundingClientRect().top) < 40"
+    titles = [links.nth(i).inner_text() for i in range(links.count())]
+    assert titles[:2] == ["Machines at risk", "Biggest late predictions"]
+    # the machines are named in the page's words, not only in images
+    first = frame.locator("section").first
+    risk = pd.read_csv(Path(tiny_run["work_dir"]) / "at_risk" / "machines_at_risk.csv")
+    assert risk["machine"].iloc[0] in first.locator("li").first.inner_text()
+    rows = first.locator("table.data tbody tr")
+    assert [rows.nth(i).locator("td").first.inner_text() for i in range(rows.count())] == list(
+        risk["machine"]
     )
-    assert frame.url == url_before  # scrolled, not navigated
-    frame.locator("figure img").first.click()
+    url_before = frame.url
+    # every contents link scrolls its section to the top of the frame, none navigates
+    for i in (titles.index("Inside the LSTM: gates"), 2, 0):
+        target = links.nth(i).get_attribute("data-target")
+        links.nth(i).click()
+        frame.wait_for_function(
+            f"Math.abs(document.getElementById('{target}').getBoundingClientRect().top) < 40"
+        )
+        assert frame.url == url_before  # scrolled, not navigated
+    # a gate figure enlarges to its full size (wider than it is shown) and closes again
+    gates = frame.locator("section", has_text="Inside the LSTM: gates").locator("figure img")
+    assert gates.count() >= 4  # near failure and healthy, per layer
+    img = gates.first
+    img.scroll_into_view_if_needed()
+    natural, shown = img.evaluate("i => [i.naturalWidth, i.getBoundingClientRect().width]")
+    assert natural <= 900  # drawn for the report's column: little or no shrinking
+    img.click()
     frame.wait_for_selector("#zoom.on img[src^='data:image/png']")
+    big = frame.locator("#zoom.on img")
+    assert big.evaluate("i => i.getBoundingClientRect().width") == pytest.approx(natural, abs=1)
+    assert big.evaluate("i => i.getBoundingClientRect().width") >= shown - 1
     pg.keyboard.press("Escape")
+    frame.wait_for_selector("#zoom:not(.on)", state="attached")
+    frame.locator("figure img").first.click()  # a click on the overlay closes it too
+    frame.wait_for_selector("#zoom.on")
+    frame.locator("#zoom").click()
     frame.wait_for_selector("#zoom:not(.on)", state="attached")
     p.shot("report_in_frame")
     assert p.errors == []

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
+from pdmlens.results import EXAMPLE_FILE, LSTM_FILE
 from tests.servers import mlflow_on_postgres, postgres_bin
 from tests.tiny import TINY_RUN
 
@@ -123,8 +124,9 @@ def test_champion_loads_from_the_server_and_predicts_as_trained(run: dict, serve
     mlflow.set_tracking_uri(server)
     mlflow.set_registry_uri(server)
     model = mlflow.pyfunc.load_model(f"models:/{LSTM}@champion")
-    example = np.asarray(model.input_example, dtype=np.float32)
+    lstm_dir = Path(run["work_dir"]) / "lstm"
+    example = np.load(lstm_dir / EXAMPLE_FILE)  # windows [N, W, F], as the step saved them
     assert example.ndim == 3 and len(example) > 0
-    trained = LSTMEstimator.load(Path(run["work_dir"]) / "lstm" / "lstm.pt")
+    trained = LSTMEstimator.load(lstm_dir / LSTM_FILE)
     pred = np.asarray(model.predict(example)).reshape(-1)
     np.testing.assert_array_equal(pred, trained.predict(example))

@@ -29,3 +29,21 @@ def test_both_models_and_the_worst_machines_are_labelled() -> None:
     assert labels == ["m4", "m1"]  # each model's largest error
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert "lstm (RMSE 25.0)" in legend and "forest (RMSE 15.0)" in legend
+
+
+def test_trajectories_show_the_chosen_machines_against_the_capped_truth() -> None:
+    from pdmlens.report.model_plots import rul_trajectories
+
+    units = np.array(["a"] * 3 + ["b"] * 3 + ["c"] * 3)
+    times = np.tile([1, 2, 3], 3)
+    true = np.array([150.0, 149, 148, 30, 29, 28, 10, 9, 8])
+    pred = {"LSTM": true * 0 + 50, "random forest": true * 0 + 60}
+    fig = rul_trajectories(
+        units, times, pred, true, show=["c", "a"], cap=125, titles={"c": "machine c (late)"}
+    )
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["machine c (late)", "machine a"]
+    capped = [ln for ln in axes[1].lines if ln.get_label() == "true (capped)"][0]
+    assert list(capped.get_ydata()) == [125.0, 125.0, 125.0]
+    assert [ln.get_label() for ln in axes[0].lines][-2:] == ["LSTM", "random forest"]
+    assert axes[0].get_ylabel() == "RUL (cycles)"

@@ -9,6 +9,7 @@ caching and a failure mid-way; the command again checks bad input.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,14 +121,15 @@ def test_artifacts_figures_parquet_and_offline_report(
 
     figures = names(run_id, "figures")
     for fig in (
-        "predicted_vs_true_lstm.png",
+        "predicted_vs_true.png",
         "rul_trajectories.png",
         "shap_summary_lstm.png",
         "shap_summary_forest.png",
         "agreement.png",
         "deletion.png",
         "gate_saturation.png",
-        "gates_near_failure.png",
+        "gates_near_failure_layer1.png",
+        "gates_healthy_layer2.png",
     ):
         assert fig in figures
     assert {
@@ -149,6 +151,59 @@ def test_artifacts_figures_parquet_and_offline_report(
     page = Path(client.download_artifacts(run_id, "report.html")).read_text()
     assert "<img" in page and "data:image/png;base64," in page
     assert find_external_references(page) == []
+
+
+def test_machines_at_risk_and_late_predictions_are_run_artifacts(
+    first_run: dict, client: MlflowClient
+) -> None:
+    """The at-risk table names every test machine with the evaluate step's latest
+    predictions, most urgent first; the late table holds exactly the machines predicted
+    more than 20 cycles late; both are CSV artifacts and the report names them in words."""
+    import pandas as pd
+
+    from pdmlens.report.risk import ALERT_ORDER
+
+    run_id = first_run["mlflow_run_id"]
+    assert {"machines_at_risk.csv", "late_predictions.csv"} <= {
+        f.path for f in client.list_artifacts(run_id)
+    }
+    risk = pd.read_csv(client.download_artifacts(run_id, "machines_at_risk.csv"))
+    late = pd.read_csv(client.download_artifacts(run_id, "late_predictions.csv"))
+    ev = pd.read_parquet(Path(first_run["work_dir"]) / "evaluate" / "predictions.parquet")
+    last = ev.sort_values("time").groupby("unit").tail(1).set_index("unit")
+    cap = RunConfig().prepare.rul_cap
+    assert sorted(risk["machine"]) == sorted(last.index) == [f"test_{i:03d}" for i in range(1, 7)]
+    by = risk.set_index("machine")
+    np.testing.assert_allclose(by.loc[last.index, "lstm_rul"], last["lstm"], rtol=1e-6)
+    np.testing.assert_allclose(by.loc[last.index, "forest_rul"], last["forest"], rtol=1e-9)
+    np.testing.assert_allclose(by.loc[last.index, "true_rul"], np.minimum(last["true"], cap))
+    # urgency: alert level, then the lower predicted RUL
+    rank = risk["alert"].map(ALERT_ORDER.index)
+    low = risk[["lstm_rul", "forest_rul"]].min(axis=1)
+    keys = list(zip(rank, low, strict=True))
+    assert keys == sorted(keys)
+    # late: predicted minus capped truth above 20 cycles, worst first
+    gap = last[["lstm", "forest"]].max(axis=1) - np.minimum(last["true"], cap)
+    expected = gap[gap > 20].sort_values(ascending=False)
+    assert late["machine"].tolist() == expected.index.tolist()
+    np.testing.assert_allclose(late["worst_late_by"], expected.to_numpy(), rtol=1e-6)
+    # the run is named and described with its headline numbers and machines at risk
+    tags = client.get_run(run_id).data.tags
+    rmse = f"LSTM {first_run['lstm']['rmse']:.1f} / forest {first_run['forest']['rmse']:.1f}"
+    assert tags["mlflow.runName"].startswith("simulated 20") and rmse in tags["mlflow.runName"]
+    note = tags["mlflow.note.content"]
+    assert f"| LSTM | {first_run['lstm']['rmse']:.1f} |" in note
+    assert f"| random forest | {first_run['forest']['rmse']:.1f} |" in note
+    for machine in risk.loc[risk["alert"] != "ok", "machine"]:
+        assert f"- machine {machine}: " in note
+    assert f"cycles late**: {len(late)} of 6" in note
+    page = Path(client.download_artifacts(run_id, "report.html")).read_text()
+    first_section = page[page.index("<section") : page.index("</section>")]
+    assert "Machines at risk" in first_section
+    top = risk["machine"].iloc[0]
+    assert re.search(rf"<li>machine {top}: {risk['alert'].iloc[0]}, predicted to fail in", page)
+    if len(late):
+        assert f"Worst first: machine {late['machine'].iloc[0]} (true " in page
 
 
 def test_registered_models_load_and_predict_as_before(first_run: dict, root: Path) -> None:
@@ -221,6 +276,25 @@ def test_second_run_reuses_cached_ingest_and_prepare(first_run: dict, root: Path
     # the second version did not beat the first (same model, same data): alias stays
     lstm_reg = [r for r in second["registered"] if "lstm" in r["name"]][0]
     assert lstm_reg["version"] == "2" and not lstm_reg["champion"]
+
+
+def test_a_truncated_prepared_file_is_rebuilt_with_the_same_metrics(
+    first_run: dict, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cached Parquet file cut short is found by its recorded size, named in a warning,
+    and the step is rebuilt: the run is not reported as reusing it, nor poisoned by it."""
+    from pdmlens.steps import cache, ingest_key, prepare_key
+
+    cfg = RunConfig().with_overrides([s for s in tiny_args(root) if s != "--set"])
+    folder = root / "cache" / "prepare" / prepare_key(cfg, ingest_key(cfg))
+    bad = folder / "train.parquet"
+    bad.write_bytes(bad.read_bytes()[:-100])
+    again = run_here(root)
+    assert again["cached"] == {"ingest": True, "prepare": False}
+    assert str(bad) in caplog.text and "rebuilding" in caplog.text
+    assert again["lstm"]["rmse"] == first_run["lstm"]["rmse"]
+    assert again["forest"]["rmse"] == first_run["forest"]["rmse"]
+    assert cache.verify(folder) is None
 
 
 def test_failure_mid_way_marks_runs_failed_and_registers_nothing(root: Path, monkeypatch) -> None:

@@ -26,9 +26,12 @@ from typing import Any
 import psutil
 import pytest
 
+from pipelines.score_flow import SCORE_DEPLOYMENT
+from pipelines.score_flow import SCORE_FLOW_NAME as SCORE_FLOW
 from tests.test_pipeline import tiny_args
 
 CRON = "0 2 * * *"
+SCORE_CRON = "0 * * * *"
 ACTIVE = ("PENDING", "RUNNING", "CANCELLING")
 EXE = Path(sys.executable).parent / "pdmlens"
 QUICK = ("model.lstm.epochs=1", "model.lstm.refit=false")
@@ -143,9 +146,10 @@ class Served:
         return [dict(r) for r in rows]
 
     def paused(self) -> bool:
+        """Every deployment serve served is paused."""
         with sqlite3.connect(self.home / "prefect.db", timeout=30) as db:
-            row = db.execute("SELECT paused FROM deployment WHERE name = 'scheduled'").fetchone()
-        return bool(row[0])
+            rows = db.execute("SELECT paused FROM deployment").fetchall()
+        return bool(rows) and all(bool(p) for (p,) in rows)
 
     def stop(self, timeout: float) -> float:
         """SIGTERM to serve's own process; returns the seconds until it exited."""
@@ -198,7 +202,9 @@ def mlflow_statuses(root: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_serve_runs_a_triggered_run_and_stops_cleanly_while_idle(tmp_path: Path) -> None:
-    served = Served(tmp_path, "--cron", CRON)
+    """Training on one cron and scoring on another, served by one server; a triggered
+    training run reaches MLflow; a stop while idle pauses both schedules."""
+    served = Served(tmp_path, "--cron", CRON, "--score-cron", SCORE_CRON)
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -215,6 +221,13 @@ def test_serve_runs_a_triggered_run_and_stops_cleanly_while_idle(tmp_path: Path)
             assert dep.global_concurrency_limit is not None
             assert dep.global_concurrency_limit.limit == 1
             assert dep.concurrency_options.collision_strategy.value == "CANCEL_NEW"
+            scoring = served.wait_for(
+                lambda: client.read_deployment_by_name(f"{SCORE_FLOW}/{SCORE_DEPLOYMENT}"),
+                60,
+                "the scoring deployment",
+            )
+            assert [s.schedule.cron for s in scoring.schedules] == [SCORE_CRON]
+            assert scoring.parameters["config"]["data"]["source"] == "simulated"
             triggered = run_deployment("pdmlens/scheduled", timeout=0)
 
             def done():
@@ -292,8 +305,12 @@ def test_serve_skips_a_run_due_while_one_runs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ui_stops_with_its_workers_on_sigterm(tmp_path: Path) -> None:
+    from pdmlens.config import TrackingConfig
+    from pdmlens.tracking import Tracker
+
     port = free_port()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_id = Tracker(TrackingConfig(uri=uri)).ensure_experiment("pdmlens-simulated")
     proc = subprocess.Popen(
         [str(EXE), "ui", "--port", str(port), "--set", f"tracking.uri={uri}"],
         cwd=tmp_path,
@@ -321,6 +338,8 @@ def test_ui_stops_with_its_workers_on_sigterm(tmp_path: Path) -> None:
         out, _ = proc.communicate(timeout=30)
         assert proc.returncode == 0, out
         assert f"http://127.0.0.1:{port}/#/experiments" in out
+        # the runs list itself, not the experiment's Traces tab
+        assert f"pdmlens-simulated: http://127.0.0.1:{port}/#/experiments/{exp_id}/runs" in out
         assert "Traceback" not in out
         tree.stop()
         assert tree.alive() == []
@@ -328,6 +347,49 @@ def test_ui_stops_with_its_workers_on_sigterm(tmp_path: Path) -> None:
         tree.stop()
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+        for p, _ in tree.seen.values():
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+
+
+@pytest.mark.slow
+def test_ui_killed_outright_leaves_no_process_behind(tmp_path: Path) -> None:
+    """SIGKILL to ``pdmlens ui``: no stop is forwarded, yet the MLflow server (its own
+    session) and its workers end: the command's watchdog ends them."""
+    from pdmlens.processes import WATCH_INTERVAL
+
+    port = free_port()
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [str(EXE), "ui", "--port", str(port), "--set", f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    tree = Tree(proc.pid)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "the MLflow UI did not answer"
+            time.sleep(0.5)
+        time.sleep(4 * WATCH_INTERVAL)  # the watchdog has seen the server's workers
+        tree.sample()
+        assert any("pdmlens.processes" in cmd for _, cmd in tree.seen.values())
+        assert len(tree.seen) >= 3  # pdmlens, its watchdog, the MLflow server
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        tree.stop()
+        assert tree.alive(within=30) == []
+    finally:
+        tree.stop()
         for p, _ in tree.seen.values():
             with contextlib.suppress(psutil.Error):
                 p.kill()

@@ -57,7 +57,8 @@ def test_separation_plot_marks_the_chosen_layer():
     fig = plot_layer_separation(t, chosen=1)
     ax = fig.axes[0]
     assert [tk.get_text() for tk in ax.get_xticklabels()] == list(t["name"])
-    assert len(ax.get_lines()) == 4 + 1 + 1  # metrics, chance level, chosen marker
+    # metrics, chance level, the raw input's probe (the bar to beat), chosen marker
+    assert len(ax.get_lines()) == 4 + 1 + 1 + 1
     assert ax.get_ylim()[0] < -0.05
     assert "separates" in ax.get_title()
     png_bytes(fig)

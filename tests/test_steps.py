@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pdmlens import steps
@@ -143,7 +144,17 @@ def test_horizon_task_runs_through_evaluate_and_explain(cfg: RunConfig, tmp_path
         assert ev.metrics[f"{name}_test_all_n"] > ev.metrics[f"{name}_test_n"]
         assert 0.0 <= ev.metrics[f"{name}_test_all_roc_auc"] <= 1.0
     ex = outs["explain"]
-    assert "figures/gates_near_failure.png" in ex.figures
+    assert "figures/gates_near_failure_layer1.png" in ex.figures
+    # the machines at risk: the LSTM's RUL and the alert, no late table (no RUL truth)
+    from pdmlens.steps.graph import call_step, step
+
+    for name in ("bundle", "at_risk"):
+        outs[name] = call_step(step(name), hcfg, outs, tmp_path / name)
+    ar = outs["at_risk"]
+    assert set(ar.tables) == {"machines_at_risk.csv"} and ar.info["n_machines"] == 4
+    risk = pd.read_csv(ar.tables["machines_at_risk.csv"])
+    assert risk["lstm_rul"].notna().all() and risk["forest_rul"].isna().all()
+    assert "true_rul" not in risk
     # the analyst reads how an alarm is raised in the summary, the markdown and the report
     rule = tr.info["decision"]
     assert summary(outs)["lstm"]["decision"] == rule

@@ -74,10 +74,26 @@ def blas_threads() -> list[int]:
 
 
 @needs_two
-def test_the_thread_count_changes_training_arithmetic():
-    """Why counts must be held: the same seed trains other weights on 1 and on 2 threads."""
+def test_training_computes_with_the_count_it_asks_for(monkeypatch):
+    """Why counts must be held: GEMM results may depend on the thread count in their last
+    bits (on some CPUs the same seed trains other weights on 1 and on 2 threads; on others
+    not), so a training must compute with the count it asks for, in whatever thread it
+    runs, and a thread without a request with the default."""
+    from pdmlens.models.lstm import LSTMNet
+
+    seen: list[int] = []
+    forward = LSTMNet.forward_scaled
+
+    def spy(self, x, steps=1):
+        seen.append(torch.get_num_threads())
+        return forward(self, x, steps)
+
+    monkeypatch.setattr(LSTMNet, "forward_scaled", spy)
     ds = windows()
-    assert not np.array_equal(in_thread(train, ds, 1), in_thread(train, ds, 2))
+    for asked, expected in ((1, 1), (2, 2), (None, DEFAULT_THREADS)):
+        seen.clear()
+        in_thread(train, ds, asked)
+        assert seen and set(seen) == {expected}, (asked, sorted(set(seen)))
 
 
 @needs_two

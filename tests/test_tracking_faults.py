@@ -139,6 +139,35 @@ def test_preflight_of_a_database_server_opens_a_connection():
     assert "secret" not in str(err.value) and "user:***@127.0.0.1" in str(err.value)
 
 
+def test_pdmlens_run_against_a_dead_server_stops_in_one_line_before_any_work(tmp_path):
+    """The command checks the store before Prefect starts its server and before ingest:
+    exit 1, one line naming the URI, no traceback, nothing written (no cache or work
+    folder, no local store: nothing that could be marked finished)."""
+    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    here = tmp_path / "here"
+    here.mkdir()
+    sets = [f"tracking.uri={uri}", f"pipeline.cache_dir={here / 'cache'}"]
+    sets.append(f"pipeline.work_dir={here / 'runs'}")
+    out = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "pdmlens"),
+            "run",
+            *(a for s in sets for a in ("--set", s)),
+        ],
+        cwd=here,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert out.returncode == 1, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr  # no Prefect server started, no traceback
+    assert lines[0].startswith(f"error: MLflow tracking store {uri} is not usable")
+    assert "Nothing was run" in lines[0] and out.stdout == ""
+    assert list(here.iterdir()) == []
+
+
 def test_importing_the_tracking_layer_bounds_mlflow_http_retries():
     code = (
         "import os, pdmlens.tracking, mlflow.environment_variables as ev;"

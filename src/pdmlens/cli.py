@@ -29,7 +29,7 @@ import pandas as pd
 import typer
 from pydantic import ValidationError
 
-from pdmlens.config import DataConfig, load_config
+from pdmlens.config import DataConfig, RunConfig, load_config
 from pdmlens.errors import ConfigError, DataValidationError
 
 log = logging.getLogger(__name__)
@@ -430,6 +430,37 @@ def opened_mlflow_run(exc: BaseException) -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
+def _is_the_command() -> bool:
+    """Whether this process is the ``pdmlens`` command itself (not a test or a notebook
+    calling the app in its own process, whose other children are none of ours)."""
+    import sys
+
+    return Path(sys.argv[0]).name.startswith("pdmlens")
+
+
+def _guard_children() -> None:
+    """Killed outright (SIGKILL, the OOM killer), the command leaves no process behind: a
+    watchdog ends what it started (``pdmlens.processes.start_watchdog``). Only when this
+    process is the ``pdmlens`` command."""
+    from pdmlens.processes import start_watchdog
+
+    if _is_the_command():
+        start_watchdog()
+
+
+def _preflight(cfg: RunConfig) -> None:
+    """A tracking store that cannot be used ends the command here, in seconds, with one
+    line and exit code 1: before Prefect starts a server and before any data is read (the
+    flow checks again, for scheduled runs)."""
+    from pdmlens.errors import TrackingUnavailableError
+    from pdmlens.tracking import check_tracking_reachable, resolve_tracking_uri
+
+    try:
+        check_tracking_reachable(resolve_tracking_uri(cfg.tracking))
+    except TrackingUnavailableError as exc:
+        raise fail(f"{exc} Nothing was run.", code=1) from None
+
+
 @app.command("run")
 @guarded
 def run_cmd(
@@ -460,7 +491,10 @@ def run_cmd(
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
+    _preflight(cfg)
     from pipelines.run import run_pipeline
+
+    _guard_children()
 
     try:
         summary = run_pipeline(cfg)
@@ -496,14 +530,22 @@ def ui_cmd(
     """Start the MLflow UI on 127.0.0.1 over the local store (or the configured one).
     Ctrl-C or SIGTERM stops the server and all its workers."""
     from pdmlens.processes import run_forwarding_stops
-    from pdmlens.tracking.ui import mlflow_ui_command
+    from pdmlens.tracking.ui import mlflow_ui_command, runs_list_urls
 
     try:
         cfg = load_config(config, set_ or [])
     except (ValueError, OSError) as exc:
         raise fail(f"bad configuration: {exc}") from None
     cmd, uri, address = mlflow_ui_command(cfg.tracking, port)
-    typer.echo(f"MLflow UI over {uri}: runs at {address}/#/experiments (Ctrl-C stops)", err=True)
+    urls = runs_list_urls(uri, address)
+    typer.echo(
+        f"MLflow UI over {uri}: experiments at {address}/#/experiments (Ctrl-C stops)", err=True
+    )
+    if urls:
+        typer.echo("the runs list of each experiment:", err=True)
+        for name, url in urls:
+            typer.echo(f"  {name}: {url}", err=True)
+    _guard_children()
     raise typer.Exit(run_forwarding_stops(cmd, grace=10.0))
 
 
@@ -563,6 +605,7 @@ def serve_cmd(
         raise fail(f"bad configuration: {exc}") from None
     from pipelines.run import serve  # imports no Prefect: serve sets PREFECT_API_URL first
 
+    _guard_children()
     serve(
         cfg,
         cron,
@@ -713,17 +756,13 @@ def explore_cmd(
 ) -> None:
     """Explore the runs of the MLflow store in the browser: the fleet, one machine, the
     LSTM's signatures, a new fault, and launching runs (Ctrl-C or SIGTERM stops it)."""
-    import os
     import sys
 
-    from threadpoolctl import threadpool_limits
+    from pdmlens.runtime.single_thread import pin_one_thread
 
-    ours = [
-        v
-        for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-        if v not in os.environ
-    ]
-    os.environ.update({v: "1" for v in ours})  # read by libraries loaded from here on
+    # small matrices on a shared CPU: one thread each is faster than fighting over cores
+    # (libraries loaded from here on, torch included, read the environment it sets)
+    ours = pin_one_thread()
 
     try:
         cfg = load_config(config, set_ or [])
@@ -733,9 +772,6 @@ def explore_cmd(
     from pdmlens.explorer.server import serve
     from pdmlens.tracking import resolve_tracking_uri
 
-    # small matrices on a shared CPU: one thread each is faster than fighting over cores
-    # (torch, imported later, reads OMP_NUM_THREADS set above)
-    threadpool_limits(1)
     uri = resolve_tracking_uri(cfg.tracking)
     overrides = [s for s in (set_ or []) if not s.startswith("tracking.uri=")]
     if config is not None:

@@ -387,6 +387,10 @@ class TrackingConfig(_Frozen):
     champion_on_new_data: Literal["replace", "keep"] = "replace"
     """when the current champion was trained on other data (another dataset hash), its
     score is not comparable: replace = the new model takes the alias, keep = it stays."""
+    end_patience: NonNegativeFloat = 120.0
+    """seconds a failed run keeps trying to mark its MLflow runs FAILED while the store
+    does not answer (a tracking server restarting); past that they stay RUNNING until the
+    next run on this host marks them KILLED (their owner process is gone)."""
 
 
 class PipelineConfig(_Frozen):

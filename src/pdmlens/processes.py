@@ -5,6 +5,14 @@ workers of their own. Started in their own process group (session), they are out
 of a terminal's Ctrl-C, so the command forwards the stop itself: SIGTERM to the whole group,
 SIGKILL to what is left after a bounded grace period. POSIX only (the servers run on Linux
 and macOS).
+
+A command killed outright (SIGKILL, the OOM killer) forwards nothing, and what it started
+(Prefect's temporary server, which Prefect starts as a plain subprocess; Dask workers)
+would live on, adopted by init. :func:`start_watchdog` guards against that: a small
+process of its own session notes the command's descendants every
+:data:`WATCH_INTERVAL` seconds and, once the command is gone however it ended, ends every
+one still alive (SIGTERM, SIGKILL after a grace period). A process is covered once it has
+lived one interval.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from types import FrameType
@@ -100,3 +109,78 @@ def run_forwarding_stops(
             signal.signal(sig, handler)
         stop_group(proc, grace)
     return 0 if stopped else int(proc.returncode)
+
+
+# ----------------------------------------------------------------------------- watchdog
+
+WATCH_INTERVAL = 0.5
+"""seconds between two looks at the watched command's descendants"""
+WATCHDOG_GRACE = 5.0
+"""seconds a leftover process gets between SIGTERM and SIGKILL"""
+
+
+def start_watchdog(pid: int | None = None) -> subprocess.Popen[bytes]:
+    """Start the watchdog of process ``pid`` (default: this one): once ``pid`` has ended,
+    however it ended, every descendant it had is ended too. The watchdog runs in its own
+    session (a terminal's Ctrl-C does not stop it) and exits after its cleanup."""
+    target = os.getpid() if pid is None else pid
+    return subprocess.Popen(
+        [sys.executable, "-m", "pdmlens.processes", str(target)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def watch(pid: int, interval: float = WATCH_INTERVAL, grace: float = WATCHDOG_GRACE) -> int:
+    """The watchdog's loop: note ``pid``'s descendants (with their start times, so a
+    recycled pid is never taken for one) every ``interval`` s until ``pid`` is gone, then
+    end those still alive and their own descendants. Returns how many it ended."""
+    me = os.getpid()
+    known: dict[int, float] = {}
+    try:
+        target = psutil.Process(pid)
+        start = target.create_time()
+    except psutil.NoSuchProcess:
+        return 0
+    while _alive(target, start):
+        for p in descendants(pid):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.pid != me:
+                    known.setdefault(p.pid, p.create_time())
+        for gone in [q for q in known if not psutil.pid_exists(q)]:
+            del known[gone]
+        time.sleep(interval)
+    left: dict[int, psutil.Process] = {}
+    for q, created in known.items():
+        try:
+            proc = psutil.Process(q)
+            if proc.create_time() != created:
+                continue  # the pid was recycled: not ours
+            for p in (proc, *proc.children(recursive=True)):
+                if p.pid != me:
+                    left[p.pid] = p
+        except psutil.NoSuchProcess:
+            continue
+    if left:
+        print(
+            f"pdmlens: process {pid} ended; ending {len(left)} process(es) it left behind: "
+            + ", ".join(str(q) for q in sorted(left)),
+            file=sys.stderr,
+            flush=True,
+        )
+        end_processes(left.values(), grace=grace)
+    return len(left)
+
+
+def _alive(proc: psutil.Process, start: float) -> bool:
+    """Whether ``proc`` (started at ``start``) still runs (a zombie has ended)."""
+    try:
+        return proc.create_time() == start and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+if __name__ == "__main__":  # the watchdog: python -m pdmlens.processes <pid>
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    watch(int(sys.argv[1]))

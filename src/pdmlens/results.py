@@ -27,6 +27,14 @@ LSTM_FILE = "lstm.pt"
 FOREST_FILE = "forest.joblib"
 PREDICTIONS_FILE = "predictions.parquet"
 REPORT_FILE = "report.html"
+BUNDLE_ARTIFACT = "bundle"
+"""the scoring pyfunc's artifact key: the run's scoring bundle folder, at
+``artifacts/<key>/`` in each logged model's artifact folder (MLflow keeps a pyfunc's
+artifacts there under ``artifacts/``)"""
+AT_RISK_FILE = "machines_at_risk.csv"
+"""every evaluated machine at its latest window, most urgent first (a run artifact)"""
+LATE_FILE = "late_predictions.csv"
+"""the machines predicted more than 20 cycles late, worst first (a run artifact)"""
 
 
 @dataclass(frozen=True)
@@ -109,10 +117,14 @@ class StepResult:
     """artifact path (e.g. ``explain/attributions_lstm.parquet``) -> local Parquet file."""
     info: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    manifest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """a cached step's files: relative path -> ``{"size", "sha256"}``, checked before the
+    folder is reused (:mod:`pdmlens.steps.cache`); empty for the other steps."""
 
-    def save(self) -> StepResult:
-        """Write ``output.json`` into the step's folder; returns self."""
-        path = Path(self.dir) / OUTPUT_FILE
+    def save(self, directory: str | Path | None = None) -> StepResult:
+        """Write ``output.json`` into ``directory`` (default: the step's folder); returns
+        self."""
+        path = Path(directory if directory is not None else self.dir) / OUTPUT_FILE
         path.write_text(json.dumps(asdict(self), indent=1, default=_json_default))
         return self
 

@@ -140,6 +140,19 @@ class Task:
         """Windows of machines still healthy."""
         raise NotImplementedError
 
+    # -- scoring new data (pdmlens.scoring): the score table's vocabulary
+
+    probability_columns: ClassVar[tuple[str, ...]] = ()
+    """score-table columns of P(failure within the horizon), one per model (none for RUL)"""
+
+    def prediction_column(self, model: str) -> str:
+        """The score-table column holding ``model``'s prediction in this task's terms."""
+        raise NotImplementedError
+
+    def urgency(self, table: Any) -> np.ndarray:
+        """Per score-table row, lower = more urgent (the board's order within an alert level)."""
+        raise NotImplementedError
+
 
 @dataclass(frozen=True)
 class RulTask(Task):
@@ -197,6 +210,13 @@ class RulTask(Task):
         cap = float(np.max(t)) if rul_cap is None else float(rul_cap)
         return t >= cap
 
+    def prediction_column(self, model: str) -> str:
+        return f"rul_{model}"
+
+    def urgency(self, table: Any) -> np.ndarray:
+        # the lower of the two predicted lives
+        return np.asarray(table[["rul_lstm", "rul_forest"]].min(axis=1), dtype=np.float64)
+
 
 @dataclass(frozen=True)
 class HorizonTask(Task):
@@ -252,6 +272,15 @@ class HorizonTask(Task):
 
     def healthy_mask(self, targets: np.ndarray, rul_cap: float | None) -> np.ndarray:
         return np.asarray(targets, dtype=np.float64) < 0.5
+
+    probability_columns: ClassVar[tuple[str, ...]] = ("p_fail_lstm", "p_fail_forest")
+
+    def prediction_column(self, model: str) -> str:
+        return f"p_fail_{model}"
+
+    def urgency(self, table: Any) -> np.ndarray:
+        # the LSTM's probability of failing within the horizon, highest first
+        return 1.0 - np.asarray(table["p_fail_lstm"], dtype=np.float64)
 
 
 RUL = RulTask()

@@ -18,7 +18,8 @@ import pandas as pd
 
 from pdmlens.explorer.rundata import RunData
 
-ALERTS = ("alarm", "watch", "ok")
+ALERTS = ("act", "watch", "ok")
+"""the alert levels of ``pdmlens score`` and the report (pdmlens.scoring.score.LEVELS)"""
 GATES = ("i", "f", "g", "o", "c", "h")
 GATE_NAMES = {
     "i": "input gate",
@@ -36,10 +37,11 @@ SAMPLE = 400
 
 
 def alert_level(predicted_rul: np.ndarray, horizon: float) -> np.ndarray:
-    """``alarm`` when a predicted RUL is below the horizon, ``watch`` below twice it,
-    else ``ok``."""
+    """The scorer's rule on the lower predicted RUL: ``act`` at or below the horizon,
+    ``watch`` at or below twice it, else ``ok`` (the page's fleet view has no novelty or
+    disagreement yet when it first shows; ``pdmlens score`` adds them)."""
     p = np.asarray(predicted_rul, dtype=np.float64)
-    return np.where(p < horizon, "alarm", np.where(p < 2 * horizon, "watch", "ok"))
+    return np.where(p <= horizon, "act", np.where(p <= 2 * horizon, "watch", "ok"))
 
 
 def fleet_table(preds: pd.DataFrame, horizon: float, cap: float) -> pd.DataFrame:
@@ -328,44 +330,13 @@ def recluster(
 
 
 def separation_verdict(table: pd.DataFrame, metric: str = "nmi", tolerance: float = 0.05) -> str:
-    """An honest sentence on which layer first separates health stages. It says first
-    when no layer's probe beats always guessing the commonest stage (then nothing
-    separates them), names the first layer within ``tolerance`` of the best by
-    ``metric``, and says when no LSTM layer beats the raw input (layer 0)."""
-    from pdmlens.signatures.cluster import layer_label
-    from pdmlens.signatures.layers import first_separating_layer
+    """The report's verdict on which layer first separates health stages
+    (:func:`pdmlens.signatures.layers.separation_verdict`: a layer is named only when its
+    linear probe beats the raw input's, "no layer" when none does or nothing beats guessing
+    the commonest stage), so the page and the report never disagree."""
+    from pdmlens.signatures.layers import separation_verdict as verdict
 
-    choice = first_separating_layer(table, metric, tolerance)
-    parts: list[str] = []
-    probe = table["probe_accuracy"].astype(float) if "probe_accuracy" in table else None
-    base = float(table["majority_baseline"].iloc[0]) if "majority_baseline" in table else None
-    if probe is not None and base is not None and float(probe.max()) <= base + 0.02:
-        parts.append(
-            f"No layer separates the health stages: the best linear probe "
-            f"({float(probe.max()):.2f}) does no better than always guessing the "
-            f"commonest stage ({base:.2f}). For what it is worth, by {metric} "
-            f"{choice.name} agrees most ({choice.score:.3f})."
-        )
-    else:
-        parts.append(choice.sentence() + ".")
-    if 0 in table.index and len(table) > 1:
-        raw = float(table[metric].astype(float).loc[0])
-        lstm_rows = table.drop(index=0)
-        if float(lstm_rows[metric].astype(float).max()) <= raw + 1e-12:
-            parts.append(
-                f"No LSTM layer beats the raw input ({metric} {raw:.3f}): the network's "
-                "states separate health stages no better than the sensors themselves."
-            )
-        if probe is not None:
-            p_raw, p_best = float(probe.loc[0]), float(probe.drop(index=0).max())
-            if p_best <= p_raw:
-                parts.append(
-                    f"A linear probe reads the stage from the raw input at least as well "
-                    f"({p_raw:.2f}) as from any LSTM layer ({p_best:.2f})."
-                )
-    if choice.layer != choice.best_layer:
-        parts.append(f"The best layer by {metric} is {layer_label(choice.best_layer)}.")
-    return " ".join(parts)
+    return verdict(table, metric, tolerance).sentence
 
 
 def project_2d(x: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ VIEWS = (
     ("newfault", "A new fault"),
     ("launch", "Launch"),
 )
-ALERT_STYLE = {"alarm": "#f8d7da", "watch": "#fff3cd"}
+ALERT_STYLE = {"act": "#f8d7da", "watch": "#fff3cd"}
 BOX = {"padding": "8px 12px", "margin": "6px 0", "borderRadius": "4px"}
 ERROR_STYLE = {**BOX, "background": "#f8d7da", "color": "#721c24"}
 NOTE_STYLE = {**BOX, "background": "#eef3f8"}
@@ -48,15 +48,9 @@ NOTE_STYLE = {**BOX, "background": "#eef3f8"}
 def single_threaded() -> Iterator[None]:
     """One BLAS/OpenMP/torch thread in this (server worker) thread: thread limits are per
     thread, and on a shared CPU the small matrices here are many times faster so."""
-    import sys
+    from pdmlens.runtime.single_thread import one_thread
 
-    from threadpoolctl import threadpool_limits
-
-    # torch not (fully) imported yet: it reads OMP_NUM_THREADS when it is
-    set_threads = getattr(sys.modules.get("torch"), "set_num_threads", None)
-    if set_threads is not None:
-        set_threads(1)
-    with threadpool_limits(1):
+    with one_thread():
         yield
 
 
@@ -134,9 +128,10 @@ def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Di
             html.Div(id="fleet-summary", style=NOTE_STYLE),
             html.P(
                 "Latest cycle of every evaluated machine. Sort by any column; click a machine "
-                "to open its page. Alert: alarm when the lower prediction is below the "
-                "horizon, watch below twice it. Top sensors: the LSTM's SHAP on the last "
-                "window; novel: its last-layer signature is above the novelty threshold.",
+                "to open its page. Alert: act when the lower prediction is at or below the "
+                "horizon, watch at or below twice it (as pdmlens score and the report). "
+                "Top sensors: the LSTM's SHAP on the last window; novel: its last-layer "
+                "signature is above the novelty threshold.",
                 className="help",
             ),
             dash_table.DataTable(  # type: ignore[attr-defined]
@@ -973,20 +968,20 @@ def create_app(
 
 
 def _fleet_sentence(table: pd.DataFrame, horizon: float) -> str:
-    alarm = table[table["alert"] == "alarm"]
+    act = table[table["alert"] == "act"]
     watch = table[table["alert"] == "watch"]
     disagree = table[table["disagreement"] > horizon]
     parts = [f"{len(table)} machines."]
-    if len(alarm):
-        low = np.minimum(alarm["lstm_rul"].to_numpy(float), alarm["forest_rul"].to_numpy(float))
+    if len(act):
+        low = np.minimum(act["lstm_rul"].to_numpy(float), act["forest_rul"].to_numpy(float))
         names = ", ".join(
-            f"{m} ({v:.0f})" for m, v in list(zip(alarm["machine"], low, strict=True))[:8]
+            f"{m} ({v:.0f})" for m, v in list(zip(act["machine"], low, strict=True))[:8]
         )
-        parts.append(f"{len(alarm)} in alarm (predicted RUL below {horizon:g} cycles): {names}.")
+        parts.append(f"{len(act)} to act on (predicted RUL at most {horizon:g} cycles): {names}.")
     else:
         parts.append(f"None predicted to fail within {horizon:g} cycles.")
     if len(watch):
-        parts.append(f"{len(watch)} to watch (below {2 * horizon:g}).")
+        parts.append(f"{len(watch)} to watch (at most {2 * horizon:g}).")
     if len(disagree):
         parts.append(
             f"The two models disagree by more than {horizon:g} cycles on {len(disagree)}: "

@@ -165,3 +165,83 @@ def plot_saturation(
         fontsize=10,
     )
     return fig
+
+
+def unit_order_by_selectivity(
+    trace: GateTrace, near: Sequence[int], healthy: Sequence[int], key: str = "h"
+) -> dict[int, np.ndarray]:
+    """Per layer (trace index), the hidden units ordered by how much more active ``key``
+    (default the hidden state) is in the ``near``-failure samples than in the ``healthy``
+    ones, averaged over time: the "alarm-bell" units first, the units that quiet down
+    near failure last. The same order serves every panel and both windows, so a unit keeps
+    its row from figure to figure."""
+    out = {}
+    for li, layer in enumerate(trace.layers):
+        a = np.asarray(layer[key], dtype=np.float64)  # [N, T, H]
+        diff = a[list(near)].mean(axis=(0, 1)) - a[list(healthy)].mean(axis=(0, 1))
+        out[li] = np.argsort(-diff, kind="stable")
+    return out
+
+
+def plot_gate_layer(
+    trace: GateTrace,
+    sample: int,
+    layer: int,
+    order: Sequence[int] | np.ndarray | None = None,
+    title: str | None = None,
+    keys: Sequence[str] = KEYS,
+    ncols: int = 3,
+    width: float = 8.6,
+) -> Figure:
+    """One window's gates and states of one layer at a readable size: a panel per key
+    wrapped ``ncols`` to a row (``width`` inches wide, about what a report column shows at
+    100 dpi, so nothing is shrunk), hidden units as rows in ``order`` (e.g.
+    :func:`unit_order_by_selectivity`; default index order) with the first row on top,
+    labelled by unit number."""
+    n = trace.n_samples
+    if not -n <= int(sample) < n:
+        raise IndexError(f"sample {sample} out of range (trace has {n} samples)")
+    if not 0 <= int(layer) < trace.num_layers:
+        raise IndexError(f"layer {layer} out of range (trace has {trace.num_layers} layers)")
+    bad = [k for k in keys if k not in KEYS]
+    if bad or not keys:
+        raise ValueError(f"keys must be a non-empty subset of {KEYS}, got {list(keys)}")
+    data_layer = trace.layers[int(layer)]
+    hidden = np.asarray(data_layer[keys[0]]).shape[-1]
+    rows_order = np.arange(hidden) if order is None else np.asarray(order, dtype=int)
+    if sorted(rows_order.tolist()) != list(range(hidden)):
+        raise ValueError(f"order must be a permutation of the {hidden} hidden units")
+    ncols = max(1, min(ncols, len(keys)))
+    nrows = int(np.ceil(len(keys) / ncols))
+    panel_h = min(4.5, 1.2 + 0.12 * hidden)
+    fig = _figure(width, panel_h * nrows + 0.7)
+    axes = np.atleast_2d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    step = max(1, int(np.ceil(hidden / 16)))
+    ticks = np.arange(0, hidden, step)
+    for ax, k in zip(axes, keys, strict=False):
+        data = np.asarray(data_layer[k][sample], dtype=np.float32).T[rows_order]  # [H, T]
+        if k in ("i", "f", "o"):
+            kw: dict[str, Any] = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
+        elif k in ("g", "h"):
+            kw = {"cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0}
+        else:
+            lim = float(np.nanmax(np.abs(data))) if data.size else 1.0
+            lim = lim if np.isfinite(lim) and lim > 0 else 1.0
+            kw = {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim}
+        im = ax.imshow(data, aspect="auto", origin="upper", interpolation="nearest", **kw)
+        cb = fig.colorbar(im, ax=ax, shrink=0.9)
+        cb.set_label(_COLORBAR[k], fontsize=8)
+        cb.ax.tick_params(labelsize=7)
+        ax.set_title(_LABELS[k], fontsize=10)
+        ax.set_xlabel("time step in the window", fontsize=8)
+        ax.set_yticks(ticks, [str(int(rows_order[t])) for t in ticks])
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(keys) :]:
+        ax.set_visible(False)
+    for r in range(nrows):
+        axes[r * ncols].set_ylabel(
+            "hidden unit" + ("" if order is None else " (most raised near failure on top)"),
+            fontsize=8,
+        )
+    fig.suptitle(title or f"{layer_name(layer)}, window {int(sample)}", fontsize=11)
+    return fig

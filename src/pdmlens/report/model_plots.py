@@ -90,12 +90,16 @@ def rul_trajectories(
     show: Sequence[str] | None = None,
     n_units: int = 4,
     cap: float | None = None,
+    titles: Mapping[str, str] | None = None,
 ) -> Figure:
-    """Predicted and true RUL over time for a few units, one panel each.
+    """Predicted and true RUL over time for a few machines, one panel each.
 
     ``units``, ``times``, ``true`` (and each prediction) hold one value per window
     (``WindowDataset.window_units`` / ``window_times``); ``pred`` may be a dict of several
-    models' predictions. ``show`` picks the units, else the first ``n_units``.
+    models' predictions. ``show`` picks the machines (e.g. the most urgent and the worst
+    errors), else the first ``n_units``; ``titles`` names a panel (default "machine <name>").
+    With a ``cap`` the truth drawn is the capped truth the models learn (the raw truth
+    dotted above the cap).
     """
     units = np.asarray(units).astype(str)
     times = np.asarray(times)
@@ -112,14 +116,18 @@ def rul_trajectories(
         m = units == unit
         order = np.argsort(times[m], kind="stable")
         t = times[m][order]
-        ax.plot(t, true[m][order], color="black", lw=1.5, label="true")
-        for name, values in preds.items():
-            ax.plot(t, values[m][order], lw=1, label=name)
+        truth = true[m][order]
         if cap is not None:
-            ax.axhline(cap, color="0.6", lw=0.6, ls=":")
-        ax.set_title(f"unit {unit}")
+            ax.plot(t, truth, color="0.6", lw=0.8, ls=":", label="true (uncapped)")
+            truth = np.minimum(truth, cap)
+        ax.plot(t, truth, color="black", lw=1.5, label="true" if cap is None else "true (capped)")
+        for i, (name, values) in enumerate(preds.items()):
+            ax.plot(t, values[m][order], lw=1, label=name, color=f"C{i}")
+        ax.set_title((titles or {}).get(unit, f"machine {unit}"), fontsize="medium")
         ax.set_xlabel("cycle (cycles)")
         ax.set_ylabel("RUL (cycles)")
+        if cap is not None and len(t):
+            ax.set_ylim(0, max(cap, float(np.nanmax([v[m].max() for v in preds.values()]))) * 1.1)
     for ax in axes[len(chosen) :]:
         ax.set_visible(False)
     if chosen:
@@ -133,19 +141,22 @@ def learning_curves(
     title: str = "LSTM learning curves",
 ) -> Figure:
     """Training and validation loss per epoch (log scale), learning rate on a twin axis,
-    the kept (best) epoch marked."""
+    the kept (best) epoch marked. Epochs are counted from 0, as MLflow's metric step and
+    its ``best_epoch`` metric count them."""
     fig = Figure(figsize=(6.0, 3.6), layout="constrained")
     ax = fig.add_subplot()
-    epochs = np.array([h.get("epoch", i) for i, h in enumerate(history)], dtype=float) + 1
+    epochs = np.array([h.get("epoch", i) for i, h in enumerate(history)], dtype=float)
     for key, style in (("train_loss", "-"), ("val_loss", "-")):
         vals = np.array([h.get(key, np.nan) for h in history], dtype=float)
         if np.isfinite(vals).any():
             ax.plot(epochs, vals, style, label=key.replace("_", " "))
     if best_epoch is not None and best_epoch >= 0:
-        ax.axvline(best_epoch + 1, color="tab:green", lw=0.8, ls="--", label="kept epoch")
+        ax.axvline(
+            best_epoch, color="tab:green", lw=0.8, ls="--", label=f"kept epoch ({best_epoch})"
+        )
     if history:
         ax.set_yscale("log")
-    ax.set_xlabel("epoch")
+    ax.set_xlabel("epoch (from 0, as MLflow's step)")
     ax.set_ylabel("loss")
     ax.set_title(title)
     lrs = np.array([h.get("lr", np.nan) for h in history], dtype=float)

@@ -27,14 +27,32 @@ _METRIC_LABELS = {
     "probe_cv_accuracy": "linear probe accuracy (cross-validated)",
     "majority_baseline": "chance level (commonest stage)",
 }
-# severe -> healthy: red, orange, ..., green
-_STAGE_COLORS = ["#c0392b", "#e67e22", "#f1c40f", "#7fb800", "#27ae60", "#2980b9"]
+# severe -> healthy: red ... green, spread over however many stages there are
+_STAGE_COLORS = ["#c0392b", "#e67e22", "#f1c40f", "#7fb800", "#27ae60"]
+
+
+def stage_colors(order: Sequence[str]) -> dict[str, str]:
+    """One colour per health stage, most severe (red) to healthiest (green), the same in
+    every chart of a run: the colour follows the stage's place in ``order`` (the stage
+    names, most severe first), never which stages a chart happens to show."""
+    n = len(order)
+    if n == 0:
+        return {}
+    if n == 1:
+        return {str(order[0]): _STAGE_COLORS[-1]}
+    picks = np.linspace(0, len(_STAGE_COLORS) - 1, n).round().astype(int)
+    return {str(st): _STAGE_COLORS[i] for st, i in zip(order, picks, strict=True)}
 
 
 def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     return fig
+
+
+def _at(table: pd.DataFrame, row: Hashable, col: str) -> float:
+    value: Any = table.at[row, col]
+    return float(value)
 
 
 def _subsample(n: int, max_points: int, seed: int) -> np.ndarray:
@@ -59,6 +77,7 @@ def plot_signature_projection(
         raise ValueError("no layers to plot")
     stages = np.asarray(stages)
     names = _ordered(stages, order)
+    colors = stage_colors(list(order) if order is not None else names)
     fig = _figure(10, 3.6 * len(layers))
     axes = fig.subplots(len(layers), 2, squeeze=False)
     for r, layer in enumerate(layers):
@@ -76,16 +95,9 @@ def plot_signature_projection(
         for c in np.unique(lab):
             m = lab[idx] == c
             ax_c.scatter(P[m, 0], P[m, 1], s=6, alpha=0.6, label=f"cluster {c}")
-        for i, st in enumerate(names):
+        for st in names:
             m = stages[idx] == st
-            ax_s.scatter(
-                P[m, 0],
-                P[m, 1],
-                s=6,
-                alpha=0.6,
-                label=str(st),
-                color=_STAGE_COLORS[i % len(_STAGE_COLORS)],
-            )
+            ax_s.scatter(P[m, 0], P[m, 1], s=6, alpha=0.6, label=str(st), color=colors[str(st)])
         title = layer_label(layer)
         ax_c.set_title(f"{title}: samples grouped by activation pattern")
         ax_s.set_title(f"{title}: same samples by true health stage")
@@ -102,9 +114,11 @@ def plot_layer_separation(
     table: pd.DataFrame,
     metrics: Sequence[str] = ("purity", "ari", "nmi", "probe_accuracy"),
     chosen: Hashable | None = None,
+    raw: Hashable = 0,
 ) -> Figure:
     """How well each layer separates health stages (higher = better), one line per
-    measure, with the chance level and the layer picked by the "from which layer" rule.
+    measure, with the chance level, the raw input's probe accuracy (the bar a layer must
+    clear) and the layer the verdict names (none drawn when no layer beats the raw input).
     """
     fig = _figure(7, 4)
     ax = fig.subplots()
@@ -128,6 +142,14 @@ def plot_layer_separation(
             color="grey",
             label=_METRIC_LABELS["majority_baseline"],
         )
+    if raw in table.index and "probe_accuracy" in table.columns:
+        ax.axhline(
+            _at(table, raw, "probe_accuracy"),
+            color="0.4",
+            ls="-.",
+            lw=0.8,
+            label="linear probe on the raw input (a layer must beat it)",
+        )
     if chosen is not None and chosen in table.index:
         pos = list(table.index).index(chosen)
         ax.axvline(
@@ -135,11 +157,11 @@ def plot_layer_separation(
             color="black",
             ls="--",
             lw=1,
-            label="first layer to separate (within tolerance of the best)",
+            label="first layer to separate and beat the raw input",
         )
     ax.set_xticks(x, labels)
     ax.set_ylim(lo - 0.02, 1.05)
-    ax.set_xlabel("layer (input window, then each LSTM layer)")
+    ax.set_xlabel("layer (0 = the raw input window, then LSTM layers 1, 2, ...)")
     ax.set_ylabel("agreement with health stage on held-out machines")
     ax.set_title("Which layer separates healthy from failing machines?")
     ax.legend(fontsize=8, loc="lower right")
@@ -156,7 +178,9 @@ def plot_novelty_distributions(
 ) -> Figure:
     """Per layer, histograms of novelty scores for familiar vs unfamiliar samples with the
     alarm threshold; ``scores[layer]`` has arrays "familiar" and "unfamiliar" (e.g. from
-    ``novelty_by_layer``), ``table`` adds the AUROC to each panel title.
+    ``novelty_by_layer``); ``table`` adds the AUROC and the flagged shares (detection and
+    false-alarm rates) to each panel title, and its ``threshold`` column draws the
+    threshold line when ``thresholds`` is not given.
     """
     layers = list(scores)
     if not layers:
@@ -187,12 +211,21 @@ def plot_novelty_distributions(
             label=unfamiliar_label,
             color="#c0392b",
         )
+        thr = None
         if thresholds is not None and layer in thresholds:
-            ax.axvline(thresholds[layer], color="black", ls="--", lw=1, label="alarm threshold")
+            thr = float(thresholds[layer])
+        elif table is not None and layer in table.index and "threshold" in table.columns:
+            thr = _at(table, layer, "threshold")
+        if thr is not None:
+            ax.axvline(thr, color="black", ls="--", lw=1, label="alarm threshold")
         title = layer_label(layer)
         if table is not None and layer in table.index and "auroc" in table.columns:
             auroc: Any = table.at[layer, "auroc"]
             title += f" (AUROC {float(auroc):.2f})"
+            if {"detection_rate", "false_alarm_rate"} <= set(table.columns):
+                det = _at(table, layer, "detection_rate")
+                fa = _at(table, layer, "false_alarm_rate")
+                title += f"\nabove the line: {100 * det:.0f}% of red, {100 * fa:.0f}% of blue"
         ax.set_title(title)
         ax.set_xlabel("novelty score (distance from training data)")
         ax.set_ylabel("share of samples")
@@ -203,23 +236,37 @@ def plot_novelty_distributions(
     return fig
 
 
-def plot_unit_selectivity(selectivity: pd.DataFrame, top: int = 5) -> Figure:
-    """The ``top`` most stage-selective hidden units per health stage (bars of score)."""
-    stages = list(pd.unique(selectivity["stage"]))
+def plot_unit_selectivity(
+    selectivity: pd.DataFrame, top: int = 5, order: Sequence[str] | None = None
+) -> Figure:
+    """The ``top`` most stage-selective hidden units per health stage (bars of score), a
+    panel per stage of ``order`` (every stage, in the run's colours); a stage no unit is
+    selective for says so in its panel instead of vanishing."""
+    stages = list(order) if order is not None else list(pd.unique(selectivity["stage"]))
     if not stages:
         raise ValueError("empty selectivity table")
+    colors = stage_colors(stages)
     fig = _figure(4.2 * len(stages), 3.2)
     axes = np.atleast_1d(fig.subplots(1, len(stages), squeeze=False)).ravel()
-    for i, (ax, st) in enumerate(zip(axes, stages, strict=True)):
+    for ax, st in zip(axes, stages, strict=True):
         d = selectivity[selectivity["stage"] == st].nsmallest(top, "rank")
-        labels = [f"{layer_label(r.layer)}, unit {r.unit} ({r.direction})" for r in d.itertuples()]
-        ax.barh(
-            np.arange(len(d))[::-1],
-            d["score"].to_numpy(dtype=float),
-            color=_STAGE_COLORS[i % len(_STAGE_COLORS)],
-        )
-        ax.set_yticks(np.arange(len(d))[::-1], labels, fontsize=7)
-        ax.set_xlim(0, 1)
         ax.set_title(f"units on during: {st}", fontsize=9)
+        ax.set_xlim(0, 1)
         ax.set_xlabel("selectivity (1 = on exactly in this stage)")
+        if d.empty:
+            ax.set_yticks([])
+            ax.text(
+                0.5,
+                0.5,
+                "no unit is selective\nfor this stage",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                fontsize=9,
+                color="0.35",
+            )
+            continue
+        labels = [f"{layer_label(r.layer)}, unit {r.unit} ({r.direction})" for r in d.itertuples()]
+        ax.barh(np.arange(len(d))[::-1], d["score"].to_numpy(dtype=float), color=colors[str(st)])
+        ax.set_yticks(np.arange(len(d))[::-1], labels, fontsize=7)
     return fig

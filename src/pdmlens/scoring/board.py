@@ -19,6 +19,7 @@ from pdmlens.data.fleet import TIME, UNIT
 from pdmlens.data.windows import WindowDataset
 from pdmlens.scoring.bundle import ScoringBundle
 from pdmlens.scoring.score import TOP_K, ScoreTable
+from pdmlens.task import Task
 
 HISTORY = 30
 """recent cycles shown per machine."""
@@ -67,13 +68,13 @@ def recent_predictions(
 
 def _lstm_rul_array(bundle: ScoringBundle, x: np.ndarray) -> np.ndarray:
     est = bundle.lstm
-    if est.task == "rul":
+    if not est.classifies:
         return np.asarray(est.predict(x), dtype=np.float64)
     return np.asarray(est._outputs(x, raw=True), dtype=np.float64) * float(est._scale())
 
 
 def _unit_figure(
-    row: pd.Series, hist: pd.DataFrame, raw: pd.DataFrame, task: str, horizon: int
+    row: pd.Series, hist: pd.DataFrame, raw: pd.DataFrame, task: Task, horizon: int
 ) -> str:
     import matplotlib
 
@@ -84,7 +85,7 @@ def _unit_figure(
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 2.4))
     a.plot(hist["time"], hist["lstm"], label="LSTM", color="#2c3e50")
-    if task == "rul":
+    if not task.classifies:  # the horizon forest gives no RUL
         a.plot(hist["time"], hist["forest"], label="forest", color="#16a085")
     a.axhline(horizon, color=COLOURS["act"], lw=0.8, ls="--", label=f"h = {horizon}")
     a.axhline(2 * horizon, color=COLOURS["watch"], lw=0.8, ls=":")
@@ -144,7 +145,7 @@ def build_board(
         "machines (negative = the sensor shortens the predicted life).</div>",
     ]
     cols = ["unit", "alert", "rul_lstm", "rul_forest"]
-    cols += ["p_fail_lstm", "p_fail_forest"] if task == "horizon" else []
+    cols += list(task.probability_columns)
     cols += ["top1_sensor", "top1_shap", "forest_agrees", "novelty_kind", "health_stage"]
     cols += ["history", "alert_reason"]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
@@ -188,7 +189,7 @@ def build_board(
             parts.append(
                 f"<div class='card'><b>{html.escape(u)}</b> {_level(str(r['alert']))} "
                 f"RUL LSTM {r['rul_lstm']:.0f}"
-                + (f", forest {r['rul_forest']:.0f}" if task == "rul" else "")
+                + ("" if task.classifies else f", forest {r['rul_forest']:.0f}")
                 + f" · {novel} · stage {html.escape(str(r['health_stage']))}{short}"
                 f"<br><small>{html.escape(str(r['alert_reason']))}</small>"
                 f"<br>drivers: {html.escape(why) or 'not explained'}"
@@ -199,18 +200,18 @@ def build_board(
     return "\n".join(parts)
 
 
-def terminal_table(scores: ScoreTable, task: str, limit: int = 40) -> str:
+def terminal_table(scores: ScoreTable, task: Task, limit: int = 40) -> str:
     """A fixed-width text table of the most urgent ``limit`` units."""
     t = scores.table.head(limit)
     head = f"{'unit':18s}{'alert':>7s}{'RUL lstm':>10s}{'RUL forest':>12s}"
-    if task == "horizon":
+    if task.probability_columns:
         head += f"{'P lstm':>8s}{'P forest':>10s}"
     head += f"  {'top sensor (SHAP)':28s}{'novelty':14s}stage"
     lines = [head, "-" * len(head)]
     for _, r in t.iterrows():
         s = f"{str(r['unit'])[:17]:18s}{r['alert']:>7s}{r['rul_lstm']:>10.1f}"
         s += f"{r['rul_forest']:>12.1f}"
-        if task == "horizon":
+        if task.probability_columns:
             s += f"{r['p_fail_lstm']:>8.2f}{r['p_fail_forest']:>10.2f}"
         top = (
             f"{r['top1_sensor']} ({r['top1_shap']:+.1f})"

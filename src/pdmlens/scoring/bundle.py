@@ -36,6 +36,9 @@ import numpy as np
 from pdmlens.config import RunConfig
 from pdmlens.data.prepare import AGE, PreparedData, Preparer
 from pdmlens.data.windows import WindowDataset
+from pdmlens.results import FOREST_FILE, LSTM_FILE
+from pdmlens.runtime.threads import compute_threads
+from pdmlens.task import Task, task_of
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +104,9 @@ class ScoringBundle:
         return list(self.info["required_columns"])
 
     @property
-    def task(self) -> str:
-        return str(self.info["task"])
+    def task(self) -> Task:
+        """The task the models were trained for."""
+        return Task.from_name(str(self.info["task"]))
 
     @property
     def layers(self) -> list[int]:
@@ -128,8 +132,8 @@ class ScoringBundle:
             directory=d,
             info=info,
             preparer=Preparer.load(d / "preparer.json"),
-            lstm=LSTMEstimator.load(d / "lstm.pt", device=device),
-            forest=ForestEstimator.load(d / "forest.joblib"),
+            lstm=LSTMEstimator.load(d / LSTM_FILE, device=device),
+            forest=ForestEstimator.load(d / FOREST_FILE),
             background=np.load(d / "background.npy"),
             calibration=joblib.load(d / "calibration.joblib"),
         )
@@ -215,7 +219,6 @@ def build_bundle(
     flags name a unit's novelty kind (every layer is still reported).
     """
     import joblib
-    from threadpoolctl import threadpool_limits
 
     from pdmlens.explain.attributions import select_background
     from pdmlens.models.lstm import LSTMEstimator
@@ -227,15 +230,15 @@ def build_bundle(
     tmp.mkdir(parents=True)
     data = PreparedData.load(prepared_dir)
     prep = data.preparer
-    lstm = LSTMEstimator.load(Path(lstm_dir) / "lstm.pt", device="cpu")
+    lstm = LSTMEstimator.load(Path(lstm_dir) / LSTM_FILE, device="cpu")
     shutil.copy2(Path(prepared_dir) / "preparer.json", tmp / "preparer.json")
-    shutil.copy2(Path(lstm_dir) / "lstm.pt", tmp / "lstm.pt")
-    shutil.copy2(Path(forest_dir) / "forest.joblib", tmp / "forest.joblib")
+    shutil.copy2(Path(lstm_dir) / LSTM_FILE, tmp / LSTM_FILE)
+    shutil.copy2(Path(forest_dir) / FOREST_FILE, tmp / FOREST_FILE)
     win = cfg.window
     early_cycles = int(early_cycles or 2 * win.length)
 
     # the explain step's background: healthy training windows of the forest's target
-    target = "rul" if cfg.model.task == "rul" else data.horizon_col
+    target = task_of(cfg).target(data)
     bg = select_background(
         data.windows("train", win, target),
         cfg.explain.background,
@@ -246,7 +249,7 @@ def build_bundle(
     )
     np.save(tmp / "background.npy", bg)
 
-    with threadpool_limits(1):
+    with compute_threads(1):
         train = data.windows("train", win, "rul")
         val = data.windows("val", win, "rul")
         tr = _sample(len(train), max_windows, cfg.seed)

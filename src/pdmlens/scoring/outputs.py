@@ -89,7 +89,7 @@ def summary(scores: ScoreTable, bundle: ScoringBundle, **extra: Any) -> dict[str
     return {
         **extra,
         "dataset": bundle.info.get("dataset"),
-        "task": bundle.task,
+        "task": bundle.task.name,
         "horizon": bundle.info["horizon"],
         "counts": scores.counts(),
         "alert_rule": scores.rule,

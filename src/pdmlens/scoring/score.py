@@ -42,7 +42,9 @@ from pdmlens.data.fleet import SENSOR_PREFIX, SETTING_PREFIX, TIME, UNIT, Fleet,
 from pdmlens.data.prepare import AGE
 from pdmlens.data.windows import WindowDataset
 from pdmlens.errors import DataValidationError
+from pdmlens.runtime.threads import compute_threads
 from pdmlens.scoring.bundle import ScoringBundle, early_window_index, layer_signatures
+from pdmlens.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +174,7 @@ class _RulOfHorizonLSTM(nn.Module):
 
 def _lstm_rul(bundle: ScoringBundle, ds: WindowDataset) -> np.ndarray:
     est = bundle.lstm
-    if est.task == "rul":
+    if not est.classifies:
         return np.asarray(est.predict(ds), dtype=np.float64)
     return np.asarray(est._outputs(ds, raw=True), dtype=np.float64) * float(est._scale())
 
@@ -202,8 +204,6 @@ def score_fleet(
     ``explain``: ``all`` units, only the ``alerts`` (act and watch), or ``none``.
     ``file`` names the data in errors; ``units``: units that must have rows.
     """
-    from threadpoolctl import threadpool_limits
-
     if explain not in ("all", "alerts", "none"):
         raise ValueError("explain must be 'all', 'alerts' or 'none'")
     secs: dict[str, float] = {}
@@ -226,20 +226,19 @@ def score_fleet(
     out = pd.DataFrame({"unit": unit_names, "time": last.window_times, "history": history})
     out["short_history"] = history < win.length
     task = bundle.task
-    out["rul_lstm"] = _lstm_rul(bundle, last)
-    if task == "rul":
-        out["rul_forest"] = np.asarray(bundle.forest.predict(last), dtype=np.float64)
-    else:
-        out["rul_forest"] = np.nan
-        out["p_fail_lstm"] = np.asarray(bundle.lstm.predict(last), dtype=np.float64)
-        out["p_fail_forest"] = np.asarray(bundle.forest.predict(last), dtype=np.float64)
+    out["rul_lstm"] = np.nan
+    out["rul_forest"] = np.nan  # stays NaN for the horizon task: its forest gives no RUL
+    for kind, est in (("lstm", bundle.lstm), ("forest", bundle.forest)):
+        out[task.prediction_column(kind)] = np.asarray(est.predict(last), dtype=np.float64)
+    if task.classifies:  # the LSTM's RUL beside its probability
+        out["rul_lstm"] = _lstm_rul(bundle, last)
     secs["predict"] = time.perf_counter() - t
 
     # trust: novelty per layer, latest window and early life; the health stage
     t = time.perf_counter()
     cal = bundle.calibration
     x_last = last.all_windows()
-    with threadpool_limits(1):
+    with compute_threads(1):
         sig = layer_signatures(bundle.lstm, x_last)
         every = WindowDataset(prepared, feats, win.length, stride=1, pad=win.pad)
         e_idx = early_window_index(every, int(bundle.info["early_cycles"]), 5)
@@ -281,13 +280,8 @@ def score_fleet(
     secs["explain"] = time.perf_counter() - t
 
     rank = pd.Categorical(out["alert"], categories=list(LEVELS), ordered=True).codes
-    if task == "horizon":
-        urgency = 1.0 - out["p_fail_lstm"]
-    else:
-        urgency = out[["rul_lstm", "rul_forest"]].min(axis=1)
-    out = out.assign(_rank=rank, _urg=urgency.to_numpy()).sort_values(
-        ["_rank", "_urg", "unit"], kind="stable"
-    )
+    urgency = task.urgency(out)
+    out = out.assign(_rank=rank, _urg=urgency).sort_values(["_rank", "_urg", "unit"], kind="stable")
     out = out.drop(columns=["_rank", "_urg"]).reset_index(drop=True)
     secs["total"] = time.perf_counter() - t0
     log.info(
@@ -312,15 +306,19 @@ def novelty_kind(early_novel: np.ndarray, latest_novel: np.ndarray) -> np.ndarra
 
 
 def alert_levels(
-    table: pd.DataFrame, task: str, bundle: ScoringBundle | None = None, horizon: int | None = None
+    table: pd.DataFrame,
+    task: Task | str,
+    bundle: ScoringBundle | None = None,
+    horizon: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:data:`ALERT_RULE` applied to a score table: (level, reason) per row."""
+    task = Task.from_name(task) if isinstance(task, str) else task
     h = float(horizon if horizon is not None else bundle.info["horizon"] if bundle else 30)
     n = len(table)
     novel = table["novel"].to_numpy(dtype=bool) if "novel" in table else np.zeros(n, bool)
     level = np.full(n, "ok", dtype=object)
     reason = np.full(n, "", dtype=object)
-    if task == "rul":
+    if not task.classifies:
         lo = table[["rul_lstm", "rul_forest"]].min(axis=1).to_numpy()
         gap = (table["rul_lstm"] - table["rul_forest"]).abs().to_numpy()
         act = lo <= h
@@ -383,7 +381,7 @@ def _explain(
         return
     ec = bundle.cfg.explain
     est = bundle.lstm
-    model = est if est.task == "rul" else _RulOfHorizonLSTM(est)
+    model = _RulOfHorizonLSTM(est) if est.classifies else est
     bg_rul = bundle.background
     attr = explain_lstm(
         model,

@@ -208,3 +208,68 @@ def first_separating_layer(
         best_score=best,
         tolerance=float(tolerance),
     )
+
+
+@dataclass(frozen=True)
+class SeparationVerdict:
+    """The plain answer to "from which layer does behaviour change?": ``layer`` is the
+    first LSTM layer that separates health stages and beats the raw input, or None (no
+    layer does); ``sentence`` says it with the numbers and the rule."""
+
+    layer: Hashable | None
+    name: str
+    sentence: str
+
+
+def separation_verdict(
+    df: pd.DataFrame,
+    metric: str = "nmi",
+    tolerance: float = 0.05,
+    raw: Hashable = 0,
+    chance_margin: float = 0.02,
+) -> SeparationVerdict:
+    """An honest verdict on :func:`layer_separation`'s table.
+
+    The first LSTM layer within ``tolerance`` of the best by ``metric``
+    (:func:`first_separating_layer` over the LSTM layers) is named only when its linear
+    probe reads the health stage better than the probe on the raw input window (layer
+    ``raw``); otherwise the verdict is "no layer beats the raw input". When no probe beats
+    always guessing the commonest stage by ``chance_margin``, no layer separates at all.
+    """
+    probe = df["probe_accuracy"].astype(float) if "probe_accuracy" in df else None
+    lstm = df.drop(index=raw) if raw in df.index and len(df) > 1 else df
+    choice = first_separating_layer(lstm, metric, tolerance)
+    base = float(df["majority_baseline"].iloc[0]) if "majority_baseline" in df else None
+    rule = (
+        f"(rule: the first LSTM layer within {tolerance:g} of the best {metric}, named only "
+        "if its linear probe reads the health stage better than a probe on the raw input)"
+    )
+    if probe is not None and base is not None and float(probe.max()) <= base + chance_margin:
+        return SeparationVerdict(
+            None,
+            "none",
+            f"No layer separates the health stages: the best linear probe accuracy "
+            f"({float(probe.max()):.2f}) is no better than always guessing the commonest "
+            f"stage ({base:.2f}) {rule}.",
+        )
+    if probe is None or raw not in df.index:
+        return SeparationVerdict(choice.layer, choice.name, choice.sentence() + f" {rule}.")
+    pv: dict[Any, float] = {k: float(v) for k, v in probe.items()}
+    p_raw, p_layer = pv[raw], pv[choice.layer]
+    if p_layer > p_raw:
+        return SeparationVerdict(
+            choice.layer,
+            choice.name,
+            f"{choice.name} is the first layer to separate health stages: {metric} "
+            f"{choice.score:.2f}, linear probe accuracy {p_layer:.2f} against "
+            f"{p_raw:.2f} on the raw input {rule}.",
+        )
+    best = max((k for k in pv if k != raw), key=lambda k: pv[k])
+    return SeparationVerdict(
+        None,
+        "none",
+        f"No layer beats the raw input: a linear probe reads the health stage from the raw "
+        f"sensor window with accuracy {p_raw:.2f}, and no LSTM layer does better (best "
+        f"{layer_label(best)}, {pv[best]:.2f}; by {metric} {choice.name} "
+        f"leads at {choice.score:.2f}) {rule}.",
+    )

@@ -201,3 +201,40 @@ def novelty_by_layer(
             rep["fpr_at_95_tpr"],
         )
     return pd.DataFrame(rows).set_index("layer"), scores
+
+
+def novelty_verdict(
+    table: pd.DataFrame,
+    familiar: str = "validation machines",
+    unfamiliar: str = "test machines",
+    tnr: float = 0.95,
+) -> list[str]:
+    """Plain sentences on :func:`novelty_by_layer`'s table: how the threshold was set, and
+    per layer the share of ``unfamiliar`` windows flagged (detection rate) against the
+    share of ``familiar`` ones (false-alarm rate), with a verdict. A layer "notices" the
+    new data when it flags at least twice the false-alarm rate and its AUROC is 0.6 or
+    more; otherwise the new data looks familiar to it."""
+    from pdmlens.signatures.cluster import layer_label
+
+    out = [
+        f"The alarm threshold of each layer is set so that {100 * (1 - tnr):.0f}% of the "
+        f"{familiar}' windows score above it (the dashed line in the charts); a window above "
+        "it is flagged as unfamiliar."
+    ]
+    for layer, row in table.iterrows():
+        name = str(row["name"]) if "name" in table.columns else layer_label(layer)
+        det = float(row.get("detection_rate", float("nan")))
+        fa = float(row.get("false_alarm_rate", float("nan")))
+        auc = float(row.get("auroc", float("nan")))
+        notices = det >= 2 * max(fa, 1e-9) and auc >= 0.6
+        verdict = (
+            f"it notices that the {unfamiliar} differ"
+            if notices
+            else f"the {unfamiliar} look familiar to it"
+        )
+        out.append(
+            f"{name}: threshold {float(row['threshold']):.3g}; flags {100 * det:.0f}% of the "
+            f"{unfamiliar}' windows (detection rate) and {100 * fa:.0f}% of the {familiar}' "
+            f"(false-alarm rate); AUROC {auc:.2f} (0.5 = cannot tell them apart): {verdict}."
+        )
+    return out

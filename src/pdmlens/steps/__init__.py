@@ -12,8 +12,9 @@ forest -> evaluate -> explain and signatures. ``ingest_key`` and ``prepare_key``
 content (input files and the config sections that shape the result), so a cache keyed by
 them is reused exactly when the inputs are the same.
 
-One module per concern: :mod:`.keys` (cache keys), :mod:`.data_steps` (ingest, prepare),
-:mod:`.training`, :mod:`.evaluation`, :mod:`.explanation`, :mod:`.profiling` (signatures).
+One module per concern: :mod:`.keys` (cache keys), :mod:`.cache` (cached folders, written
+whole and verified before reuse), :mod:`.data_steps` (ingest, prepare), :mod:`.training`,
+:mod:`.evaluation`, :mod:`.explanation`, :mod:`.profiling` (signatures).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The evaluate step: both models scored on the evaluated split the way the task says,
-every window's predictions as Parquet, and the prediction charts."""
+every window's predictions as Parquet, and the predicted-vs-true chart (the trajectories
+of the machines at risk are drawn by the at-risk step, which knows them)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pdmlens.data.prepare import PreparedData
 from pdmlens.results import (
     FOREST,
     LSTM,
+    MODELS,
     PREDICTIONS_FILE,
     TEST_ALL,
     StepResult,
@@ -37,7 +39,7 @@ def evaluate(
 ) -> StepResult:
     """Test metrics of both models (``lstm_test_rmse``, ``forest_test_rmse``, ...), every
     window's predictions as Parquet, and the prediction charts."""
-    from pdmlens.report.model_plots import predicted_vs_true, rul_trajectories
+    from pdmlens.report.model_plots import predicted_vs_true
 
     t0 = time.perf_counter()
     task = task_of(cfg)
@@ -70,31 +72,18 @@ def evaluate(
         )
         metrics.update({score_name(name, k): v for k, v in last_rep.items()})
         metrics.update({f"{name}_{TEST_ALL}{k}": v for k, v in all_rep.items()})
-    if pred_last:  # RUL: the charts of predicted against true RUL
-        truth = last.window_targets
-        for name in models:
-            label = f"{name} (RMSE {metrics[score_name(name, 'rmse')]:.1f})"
-            figures[f"figures/predicted_vs_true_{name}.png"] = save_fig(
-                predicted_vs_true(
-                    pred_last[name],
-                    truth,
-                    cap=cap,
-                    label=label,
-                    title=f"{name}: predicted vs true RUL, last cycle per unit",
-                ),
-                out,
-                f"predicted_vs_true_{name}",
-            )
-        figures["figures/rul_trajectories.png"] = save_fig(
-            rul_trajectories(
-                preds["unit"].to_numpy(),
-                preds["time"].to_numpy(),
-                {n: preds[n].to_numpy() for n in models},
-                preds["true"].to_numpy(),
+    if pred_last:  # RUL: both models' predictions against the capped truth, one chart
+        label = {m.name: m.label for m in MODELS}
+        figures["figures/predicted_vs_true.png"] = save_fig(
+            predicted_vs_true(
+                {label[name]: pred_last[name] for name in models},
+                last.window_targets,
                 cap=cap,
+                units=[str(u) for u in last.window_units],
+                title=f"Predicted vs true RUL at the last cycle of each {split} machine",
             ),
             out,
-            "rul_trajectories",
+            "predicted_vs_true",
         )
     preds.to_parquet(out / PREDICTIONS_FILE, index=False)
     key = task.headline

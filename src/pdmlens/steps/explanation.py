@@ -95,7 +95,12 @@ def draw_figures(ex: Explanations, cfg: RunConfig, out: Path) -> dict[str, str]:
     import numpy as np
 
     from pdmlens.report import attribution_plots as AP
-    from pdmlens.report.gate_plots import plot_gate_heatmap, plot_saturation
+    from pdmlens.report.gate_plots import (
+        layer_name,
+        plot_gate_layer,
+        plot_saturation,
+        unit_order_by_selectivity,
+    )
 
     ec = cfg.explain
     figures: dict[str, str] = {}
@@ -107,12 +112,22 @@ def draw_figures(ex: Explanations, cfg: RunConfig, out: Path) -> dict[str, str]:
         plot_saturation(ex.saturation, low=ec.saturation_low, high=ec.saturation_high),
         "gate_saturation",
     )
+    # one figure per example window and layer, readable at a report column's width; the
+    # units in one order for both windows: most raised near failure first
+    by_label = {g.label: g.sample for g in ex.examples}
+    order = unit_order_by_selectivity(
+        ex.trace, [by_label.get("near_failure", 0)], [by_label.get("healthy", 0)]
+    )
     for g in ex.examples:
-        title = (
-            f"Gates of unit {g.unit}, window ending at {g.time} "
-            f"({g.label.replace('_', ' ')}, {g.description})"
-        )
-        put(plot_gate_heatmap(ex.trace, g.sample, title=title), f"gates_{g.label}")
+        for li in range(ex.trace.num_layers):
+            title = (
+                f"{layer_name(li)}: gates of machine {g.unit}, window ending at cycle {g.time} "
+                f"({g.label.replace('_', ' ')}, {g.description})"
+            )
+            put(
+                plot_gate_layer(ex.trace, g.sample, li, order=order[li], title=title),
+                f"gates_{g.label}_layer{li + 1}",
+            )
     for name, attr in ex.attributions.items():
         put(
             AP.dot_summary(attr, title=f"{name}: what drives the prediction"),

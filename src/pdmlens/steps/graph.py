@@ -30,6 +30,7 @@ from pdmlens.steps.evaluation import evaluate
 from pdmlens.steps.explanation import explain
 from pdmlens.steps.keys import ingest_key, prepare_key
 from pdmlens.steps.profiling import signatures
+from pdmlens.steps.risk import at_risk
 from pdmlens.steps.training import train_forest, train_lstm
 
 PARENT = "parent"
@@ -147,6 +148,13 @@ PIPELINE: tuple[StepSpec, ...] = (
         inputs=("prepare", LSTM.train_step, FOREST.train_step),
         run=PARENT,
         after=("evaluate",),
+    ),
+    StepSpec(
+        "at_risk",
+        at_risk,
+        "at_risk",
+        inputs=("ingest", "prepare", "evaluate", "bundle"),
+        run=PARENT,
     ),
 )
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in PIPELINE)

@@ -58,8 +58,12 @@ def _signatures(
         stage_names,
         stage_of,
     )
-    from pdmlens.signatures.layers import first_separating_layer, layer_separation
-    from pdmlens.signatures.novelty import novelty_by_layer
+    from pdmlens.signatures.layers import (
+        first_separating_layer,
+        layer_separation,
+        separation_verdict,
+    )
+    from pdmlens.signatures.novelty import novelty_by_layer, novelty_verdict
     from pdmlens.signatures.selectivity import unit_selectivity
 
     t0 = time.perf_counter()
@@ -99,6 +103,7 @@ def _signatures(
         silhouette_sample=sc.silhouette_sample,
     )
     choice = first_separating_layer(sep, sc.separation_metric, sc.tolerance)
+    verdict = separation_verdict(sep, sc.separation_metric, sc.tolerance)
     sep_out = sep.copy()
     sep_out.index = [layer_label(i) for i in sep_out.index]
     sep_out.index.name = "layer"
@@ -160,7 +165,7 @@ def _signatures(
             "signature_projection",
         ),
         "figures/layer_separation.png": save_fig(
-            SP.plot_layer_separation(sep, chosen=choice.layer), out, "layer_separation"
+            SP.plot_layer_separation(sep, chosen=verdict.layer), out, "layer_separation"
         ),
         "figures/novelty.png": save_fig(
             SP.plot_novelty_distributions(
@@ -173,28 +178,33 @@ def _signatures(
             "novelty",
         ),
         "figures/unit_selectivity.png": save_fig(
-            SP.plot_unit_selectivity(sel), out, "unit_selectivity"
+            SP.plot_unit_selectivity(sel, order=order), out, "unit_selectivity"
         ),
     }
     metrics: dict[str, float] = {
-        "first_separating_layer": float(choice.layer)
-        if isinstance(choice.layer, (int, np.integer))
+        "first_separating_layer": float(verdict.layer)
+        if isinstance(verdict.layer, (int, np.integer))
         else float("nan"),
-        "first_separating_score": choice.score,
+        "first_separating_score": choice.score if verdict.layer is not None else float("nan"),
     }
     for layer in sep.index:
         for col in ("purity", "ari", "nmi", "probe_accuracy", "silhouette"):
             if col in sep.columns:
                 metrics[f"{layer_label(layer)}_{col}".replace(" ", "_")] = sep.loc[layer, col]
     for layer in nov.index:
-        for col in ("auroc", "detection_rate", "threshold"):
+        for col in ("auroc", "detection_rate", "false_alarm_rate", "threshold"):
             if col in nov.columns:
                 metrics[f"{layer_label(layer)}_novelty_{col}".replace(" ", "_")] = nov.loc[
                     layer, col
                 ]
     info = {
-        "first_separating_layer": layer_label(choice.layer),
-        "sentence": choice.sentence(),
+        "first_separating_layer": layer_label(verdict.layer)
+        if verdict.layer is not None
+        else "none",
+        "sentence": verdict.sentence,
+        "novelty_verdict": novelty_verdict(
+            nov, "validation machines", f"{split} machines", sc.novelty_tnr
+        ),
         "clusters": sentences,
         "n_windows": {"train": len(tr_idx), "val": len(va_idx), split: len(te_idx)},
         "novelty_split": split,
@@ -205,7 +215,7 @@ def _signatures(
         },
     }
     tables = {f"signatures/{p.name}": str(p) for p in out.glob("*.parquet")}
-    log.info("signatures: %s", choice.sentence())
+    log.info("signatures: %s", verdict.sentence)
     return StepResult(
         "signatures",
         str(out),

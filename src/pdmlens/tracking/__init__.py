@@ -39,6 +39,7 @@ from pdmlens.tracking.models import EstimatorPyfunc  # noqa: E402
 from pdmlens.tracking.orphans import close_orphaned_runs  # noqa: E402
 from pdmlens.tracking.runs import (  # noqa: E402
     MAX_PARAM_LENGTH,
+    NOTE_TAG,
     PARENT_TAG,
     RUN_NAME_TAG,
     TAG_DATASET,
@@ -57,6 +58,7 @@ __all__ = [
     "CHAMPION",
     "DEFAULT_TRACKING_URI",
     "MAX_PARAM_LENGTH",
+    "NOTE_TAG",
     "PARENT_TAG",
     "RUN_NAME_TAG",
     "TAG_DATASET",

@@ -22,12 +22,17 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
+from pdmlens.results import BUNDLE_ARTIFACT, MODELS
+
 log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 HEADLINE_METRICS = ("lstm_test_rmse", "forest_test_rmse", "lstm_test_all_pr_auc")
-MODEL_FILES = {"lstm": ("lstm", "lstm.pt"), "forest": ("random_forest", "forest.joblib")}
+MODEL_FILES = {kind.name: (kind.child_run, kind.file) for kind in MODELS}
 """model kind -> (child run name, the estimator's own save file inside the logged model)"""
+MODEL_FILE_PLACES = (f"artifacts/{BUNDLE_ARTIFACT}", "artifacts")
+"""where that file lies inside a logged model: in the scoring bundle of a scoring pyfunc
+(what runs log), or beside the model's code (an estimator logged on its own)"""
 
 
 def _file_path(uri: str) -> Path | None:
@@ -128,15 +133,20 @@ class StoreReader:
         exp = self.client.get_run(run_id).info.experiment_id
         models = self.client.search_logged_models([exp], filter_string=f"source_run_id = '{child}'")
         for m in models:
-            uri = f"{m.artifact_location.rstrip('/')}/artifacts/{filename}"
-            local = _file_path(uri)
-            if local is not None and local.is_file():
-                return local
-            if local is None:
+            for place in MODEL_FILE_PLACES:
+                uri = f"{m.artifact_location.rstrip('/')}/{place}/{filename}"
+                local = _file_path(uri)
+                if local is not None:
+                    if local.is_file():
+                        return local
+                    continue
                 import mlflow.artifacts
 
                 dest = self._downloads / m.model_id
-                return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(dest)))
+                try:
+                    return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(dest)))
+                except Exception as exc:  # not in this place: try the next
+                    log.debug("no %s in %s: %s", filename, uri, exc)
         return None
 
     def ingest_dir(self, run_id: str) -> Path | None:

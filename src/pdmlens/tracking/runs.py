@@ -38,6 +38,7 @@ from mlflow.exceptions import MlflowException
 import pdmlens.tracking.champion as champion_rules
 import pdmlens.tracking.models as models
 from pdmlens.config import TrackingConfig
+from pdmlens.results import FOREST_FILE, LSTM_FILE
 from pdmlens.tracking.champion import Registration
 from pdmlens.tracking.orphans import close_orphaned_runs, owner_tags
 from pdmlens.tracking.store import (
@@ -51,6 +52,11 @@ log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
+NOTE_TAG = "mlflow.note.content"
+"""the run's description in the MLflow UI (Markdown)"""
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""MLflow 3's UI opens an experiment of this kind on its runs list, not on Traces"""
 TAG_DATASET_HASH = champion_rules.TAG_DATASET_HASH
 TAG_DATASET = "pdmlens.dataset"
 TAG_VERSION = "pdmlens.version"
@@ -174,12 +180,18 @@ class Tracker:
         """Id of experiment ``name``, created (artifacts under the artifact root) if absent."""
         exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if EXPERIMENT_KIND_TAG not in exp.tags:  # made by an older pdmlens
+                self.client.set_experiment_tag(
+                    exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+                )
             return exp.experiment_id
         location = None
         if self.artifact_root is not None:
             location = f"{self.artifact_root}/{re.sub(r'[^A-Za-z0-9_.-]+', '_', name)}"
         try:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+            )
         except MlflowException:  # created meanwhile by another process
             exp = self.client.get_experiment_by_name(name)
             if exp is None:
@@ -236,6 +248,30 @@ class Tracker:
         RunStatus.from_string(status)  # validates
         self.client.set_terminated(run_id, status=status)
 
+    @staticmethod
+    def _patiently(what: str, action: Callable[[], None], patience: float) -> None:
+        """Run ``action`` (idempotent) until it succeeds or ``patience`` seconds have
+        passed, pausing 2, 4, 8, 15, 15 ... s between tries (each try also has MLflow's
+        own bounded HTTP retries); the last failure is raised."""
+        deadline = time.monotonic() + patience
+        pause = 2.0
+        while True:
+            try:
+                action()
+                return
+            except Exception as exc:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise
+                log.warning(
+                    "tracking store not answering (%s): still trying to %s, for up to %.0f s",
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__,
+                    what,
+                    left,
+                )
+                time.sleep(min(pause, left))
+                pause = min(2 * pause, 15.0)
+
     def fail_tree(self, parent_id: str, status: str = "FAILED") -> None:
         """Mark the parent and all its children ``status``."""
         for run_id in [*self.children(parent_id), parent_id]:
@@ -281,8 +317,15 @@ class Tracker:
         except BaseException as exc:
             status = "FAILED" if isinstance(exc, Exception) else "KILLED"
             log.warning("run %s ended by %r: marking it and its children %s", parent, exc, status)
+            # a store that is down for a while (a server restarting) is waited for, so
+            # the runs end FAILED rather than RUNNING; an interrupt does not wait
+            patience = self.cfg.end_patience if status == "FAILED" else 0.0
             try:
-                self.fail_tree(parent, status)
+                self._patiently(
+                    f"mark run {parent} and its children {status}",
+                    lambda: self.fail_tree(parent, status),
+                    patience,
+                )
             except Exception:  # never hide the original error behind a tracking one
                 log.exception("could not mark run %s %s", parent, status)
             if getattr(exc, "mlflow_run_id", None) is None:
@@ -318,6 +361,12 @@ class Tracker:
         items = [RunTag(str(k), str(v)) for k, v in tags.items()]
         for batch in _chunks(items, MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, tags=batch, synchronous=True)
+
+    def describe(self, run_id: str, name: str | None = None, note: str | None = None) -> None:
+        """Name a run (``mlflow.runName``, the runs list's first column) and describe it
+        (``mlflow.note.content``, Markdown shown on the run's page)."""
+        tags = {RUN_NAME_TAG: name, NOTE_TAG: note}
+        self.set_tags(run_id, {k: v for k, v in tags.items() if v is not None})
 
     def make_epoch_callback(self, run_id: str, prefix: str = "") -> Callable[..., None]:
         """``callback(epoch, metrics)`` logging ``metrics`` (all but an ``epoch`` entry,
@@ -418,7 +467,7 @@ class Tracker:
             estimator,
             input_example,
             name=name,
-            filename="lstm.pt",
+            filename=LSTM_FILE,
             any_length=True,
             packages=models.LSTM_REQUIREMENTS,
         )
@@ -434,7 +483,7 @@ class Tracker:
             estimator,
             input_example,
             name=name,
-            filename="forest.joblib",
+            filename=FOREST_FILE,
             any_length=False,
             packages=models.FOREST_REQUIREMENTS,
         )

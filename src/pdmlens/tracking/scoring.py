@@ -36,6 +36,7 @@ from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, RunTag
 from mlflow.models import Model
 from mlflow.pyfunc import PythonModel
 
+from pdmlens.results import BUNDLE_ARTIFACT
 from pdmlens.scoring.bundle import ScoringBundle
 from pdmlens.scoring.score import ScoreTable, score_fleet
 
@@ -70,7 +71,7 @@ class ScoringPyfunc(PythonModel):
         self.bundle: ScoringBundle | None = None
 
     def load_context(self, context: Any) -> None:
-        self.bundle = ScoringBundle.load(context.artifacts["bundle"])
+        self.bundle = ScoringBundle.load(context.artifacts[BUNDLE_ARTIFACT])
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
         bundle = self.bundle
@@ -80,7 +81,7 @@ class ScoringPyfunc(PythonModel):
         if isinstance(model_input, pd.DataFrame) and "unit" in model_input.columns:
             explain = str((params or {}).get("explain", "all"))
             table = score_fleet(bundle, model_input, explain=explain, keep_frames=False).table
-            col = f"rul_{self.kind}" if bundle.task == "rul" else f"p_fail_{self.kind}"
+            col = bundle.task.prediction_column(self.kind)
             table.insert(1, "prediction", table[col])
             return table
         x = np.asarray(model_input, dtype=np.float32)
@@ -120,7 +121,7 @@ def log_scoring_model(
                 mlflow.pyfunc.save_model(
                     path=str(local),
                     python_model=ScoringPyfunc(kind),
-                    artifacts={"bundle": str(bundle_dir)},
+                    artifacts={BUNDLE_ARTIFACT: str(bundle_dir)},
                     mlflow_model=mlflow_model,
                     pip_requirements=_requirements(),
                 )

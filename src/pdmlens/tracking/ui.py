@@ -31,3 +31,18 @@ def mlflow_ui_command(
     if root:
         cmd += ["--default-artifact-root", root]
     return cmd, uri, f"http://{host}:{port}"
+
+
+def runs_list_urls(uri: str, address: str) -> list[tuple[str, str]]:
+    """``(experiment name, URL of its runs list)`` for each experiment of the store at
+    ``uri`` served at ``address``. MLflow 3's UI may open an experiment on its (empty)
+    Traces tab; ``#/experiments/<id>/runs`` opens the runs list itself. An empty list when
+    the store holds no experiment yet or cannot be read (the UI reports that itself)."""
+    from pdmlens.tracking.store import open_client
+
+    try:
+        experiments = open_client(uri).search_experiments()
+    except Exception:  # the UI itself will say what is wrong with the store
+        return []
+    named = [e for e in experiments if e.name != "Default"] or list(experiments)
+    return [(e.name, f"{address}/#/experiments/{e.experiment_id}/runs") for e in named]
