@@ -420,6 +420,10 @@ BUILT_IN_FLEET_DEFAULTS: dict[str, Any] = {
     # there below the forest's
     "model.lstm.late_weight": 2.0,
     "explain.n_explain": 128,
+    # one torch thread while training (the same numbers to the last bit): on a 2-core
+    # machine with anything else running, two threads wait on each other (a default run
+    # spent over 6 CPU minutes in the LSTM with 2 threads, 17 s with 1)
+    "model.lstm.num_threads": 1,
 }
 """Defaults that differ on the built-in simulated fleet (``data.source=simulated``, the
 default source) so that the first ``pdmlens run`` takes about a minute: applied to every
