@@ -26,3 +26,30 @@ def cmapss_dir() -> Path:
     if not (CMAPSS_DIR / "train_FD001.txt.gz").is_file():
         pytest.skip(f"C-MAPSS data not found at {CMAPSS_DIR}")
     return CMAPSS_DIR
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored():
+    """A test that points MLflow at a server (``mlflow.set_tracking_uri``, which also sets
+    ``MLFLOW_TRACKING_URI`` for child processes) leaves the next tests on the default
+    store again, not on a server it has since stopped."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    saved = {n: os.environ.get(n) for n in names}
+    yield
+    for n, v in saved.items():
+        if v is None:
+            os.environ.pop(n, None)
+        else:
+            os.environ[n] = v
+    import sys
+
+    if "mlflow" in sys.modules:  # reset the module's own globals only if it was imported
+        import mlflow
+
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"] or "")
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"] or "")
+        for n, v in saved.items():  # set_*_uri writes the environment again
+            if v is None:
+                os.environ.pop(n, None)
+            else:
+                os.environ[n] = v

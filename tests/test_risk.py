@@ -100,3 +100,15 @@ def test_report_names_the_machines_in_words(preds, scores, tmp_path) -> None:
     assert shown["machine"].tolist() == ["m3", "m1", "m4", "m2"]
     assert shown.loc[1, "LSTM RUL (cycles)"] == "12.0"
     assert np.array_equal(late.tables[0][1]["worst (cycles)"], ["45.0", "30.0"])
+
+
+def test_the_at_risk_table_shows_counts_and_timestamps_as_given() -> None:
+    """Events and tables give times as timestamps: the report shows them as written, and
+    cycle counts without decimals (an events run failed here on formatting a timestamp)."""
+    from pdmlens.report.run_report import _readable
+
+    table = pd.DataFrame({"cycle": ["2024-01-03 10:00:00", None], "lstm_rul": [12.345, None]})
+    out = _readable(table)
+    assert list(out.iloc[:, 0]) == ["2024-01-03 10:00:00", "–"]
+    assert list(out.iloc[:, 1]) == ["12.3", "–"]
+    assert list(_readable(pd.DataFrame({"cycle": [41.0, 7]})).iloc[:, 0]) == ["41", "7"]

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from pdmlens.report.html import EXPLAIN, Section, render_report
@@ -97,12 +98,22 @@ _RISK_COLUMNS = {
 }
 
 
+def _cycle(value: Any) -> str:
+    """A machine's latest time in the at-risk table: a cycle count without decimals, a
+    timestamp as written, "–" when unknown."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        return "–"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return f"{value:.0f}"
+    return str(value)
+
+
 def _readable(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """A table for people: readable column names, numbers with ``digits`` decimals."""
     out = df.copy()
     for col in out.columns:
-        if col == "cycle":
-            out[col] = out[col].map(lambda v: f"{v:.0f}" if pd.notna(v) else "–")
+        if col == "cycle":  # a count of cycles, or a timestamp (events and tables)
+            out[col] = out[col].map(_cycle)
         elif pd.api.types.is_float_dtype(out[col]):
             out[col] = out[col].map(lambda v: f"{v:.{digits}f}" if pd.notna(v) else "–")
     return out.rename(columns=_RISK_COLUMNS)
