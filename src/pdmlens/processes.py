@@ -31,6 +31,17 @@ import psutil
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def pid_exists(pid: int) -> bool:
+    """Whether process ``pid`` exists (one we may not signal counts as existing)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def group_alive(pgid: int) -> bool:
     """Whether any process of process group ``pgid`` still exists."""
     try:

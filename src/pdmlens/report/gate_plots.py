@@ -44,6 +44,18 @@ _COLORBAR = {
 _GATE_COLORS = {"i": "#1f77b4", "f": "#d62728", "o": "#2ca02c", "g": "#9467bd"}
 
 
+def _colour_scale(key: str, data: np.ndarray) -> dict[str, Any]:
+    """imshow's colour map and limits for a gate or state: gates in [0, 1], the candidate
+    and hidden state in [-1, 1], the cell state symmetric around 0 at its own largest value."""
+    if key in ("i", "f", "o"):
+        return {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
+    if key in ("g", "h"):
+        return {"cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0}
+    lim = float(np.nanmax(np.abs(data))) if data.size else 1.0
+    lim = lim if np.isfinite(lim) and lim > 0 else 1.0
+    return {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim}
+
+
 def _figure(width: float, height: float) -> Figure:
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
@@ -90,14 +102,7 @@ def plot_gate_heatmap(
         for col, k in enumerate(keys):
             ax = axes[r, col]
             data = np.asarray(layer[k][sample], dtype=np.float32).T  # [H, T]
-            if k in ("i", "f", "o"):
-                kw: dict[str, Any] = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
-            elif k in ("g", "h"):
-                kw = {"cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0}
-            else:
-                lim = float(np.nanmax(np.abs(data))) if data.size else 1.0
-                lim = lim if np.isfinite(lim) and lim > 0 else 1.0
-                kw = {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim}
+            kw = _colour_scale(k, data)
             im = ax.imshow(data, aspect="auto", origin="lower", interpolation="nearest", **kw)
             cb = fig.colorbar(im, ax=ax, shrink=0.9)
             cb.set_label(_COLORBAR[k], fontsize=8)
@@ -220,14 +225,7 @@ def plot_gate_layer(
     ticks = np.arange(0, hidden, step)
     for ax, k in zip(axes, keys, strict=False):
         data = np.asarray(data_layer[k][sample], dtype=np.float32).T[rows_order]  # [H, T]
-        if k in ("i", "f", "o"):
-            kw: dict[str, Any] = {"cmap": "viridis", "vmin": 0.0, "vmax": 1.0}
-        elif k in ("g", "h"):
-            kw = {"cmap": "RdBu_r", "vmin": -1.0, "vmax": 1.0}
-        else:
-            lim = float(np.nanmax(np.abs(data))) if data.size else 1.0
-            lim = lim if np.isfinite(lim) and lim > 0 else 1.0
-            kw = {"cmap": "RdBu_r", "vmin": -lim, "vmax": lim}
+        kw = _colour_scale(k, data)
         im = ax.imshow(data, aspect="auto", origin="upper", interpolation="nearest", **kw)
         cb = fig.colorbar(im, ax=ax, shrink=0.9)
         cb.set_label(_COLORBAR[k], fontsize=8)

@@ -19,7 +19,6 @@ Plain functions over folders, no Prefect: the flow's cached task calls :func:`re
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pdmlens.processes import pid_exists
 from pdmlens.results import OUTPUT_FILE, StepResult
+from pdmlens.steps.keys import file_digest
 
 log = logging.getLogger("pdmlens.steps")
 
@@ -39,13 +40,8 @@ OLD_MARK = ".old-"
 """a replaced folder is moved to ``.<key>.old-<pid>-<random>`` before it is removed"""
 
 
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    """The sha256 of ``path``'s bytes (hex)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+sha256_of = file_digest
+"""The sha256 of a file's bytes (hex): the content keys' digest."""
 
 
 def file_manifest(directory: str | Path) -> dict[str, dict[str, Any]]:
@@ -188,18 +184,8 @@ def _sweep(root: Path) -> None:
     for mark in (TMP_MARK, OLD_MARK):
         for path in root.parent.glob(f".{root.name}{mark}*"):
             pid = path.name[len(f".{root.name}{mark}") :].split("-")[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_exists(int(pid)):
                 _remove(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove(path: Path) -> None:

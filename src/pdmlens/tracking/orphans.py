@@ -28,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from pdmlens.processes import pid_exists
+
 log = logging.getLogger(__name__)
 
 TAG_OWNER_HOST = "pdmlens.owner.host"
@@ -86,20 +88,10 @@ def owner_gone(tags: Mapping[str, str]) -> str | None:
     if now is None:
         if os.path.isdir("/proc"):
             return f"owner process {pid} on {host} no longer exists"
-        return None if _pid_exists(pid) else f"owner process {pid} on {host} no longer exists"
+        return None if pid_exists(pid) else f"owner process {pid} on {host} no longer exists"
     if start and now != start:
         return f"owner process {pid} on {host} no longer exists (its pid was reused)"
     return None
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def close_orphaned_runs(client: Any, experiment_ids: Iterable[str] | None = None) -> list[str]:
