@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint typecheck bench clean
+.PHONY: install run test test-integration test-fast lint typecheck bench clean
 
 install: $(STAMP)
 
@@ -18,9 +18,20 @@ $(STAMP): pyproject.toml
 run: install
 	$(BIN)/pdmlens run $(ARGS)
 
-# the README's test command (CI runs it through .ci/run): lint, format, types, every test
+# test files run on this many processes at once (pytest-xdist; a file stays on one, in
+# order): much of an end-to-end test is waiting for a server or a subprocess to start
+WORKERS ?= 2
+
+# the README's test command: lint, format, types and every test but the integration ones,
+# the browser tests included
 test: lint typecheck
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m "not integration" -n $(WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# real servers, clusters and killed processes (Dask, PostgreSQL + MLflow server, Prefect
+# server under pdmlens serve, faults); .ci/run runs it after `make test`. One at a time:
+# their timings (retries, schedules, grace periods) are what they test
+test-integration: install
+	$(BIN)/python -m pytest -q -m integration $(PYTEST_ARGS)
 
 # the inner loop: lint and the tests that neither train a full pipeline nor start servers
 test-fast: lint

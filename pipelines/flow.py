@@ -25,10 +25,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Completed, State
-from prefect.tasks import exponential_backoff
 
 from pdmlens.config import RunConfig
-from pdmlens.errors import PdmlensError
 from pdmlens.report import run_report
 from pdmlens.results import (
     MODELS,
@@ -51,43 +49,20 @@ from pdmlens.steps.graph import (
 )
 from pdmlens.task import task_of
 from pdmlens.tracking import Tracker, registered_model_name
+from pipelines.retries import retry_options
 
 FLOW_NAME = "pdmlens"
 log = logging.getLogger("pdmlens.pipeline")
 
 
-def _retry_io(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's callback shape)
-    """Retry transient I/O failures only: bad input data stays bad."""
-    try:
-        state.result()
-    except PdmlensError:
-        return False
-    except Exception:
-        return True
-    return False
-
-
 def _io(name: str, retries: int = 2):
-    return task(
-        name=name,
-        retries=retries,
-        retry_delay_seconds=exponential_backoff(2),
-        retry_condition_fn=_retry_io,
-    )
+    return task(name=name, **retry_options(retries))
 
 
 def _cached(spec: StepSpec, cfg: RunConfig):
     """The cached step's task: named after the step, retried on transient I/O failures
     where the step reads the source."""
-    retry: dict[str, Any] = (
-        {
-            "retries": cfg.pipeline.retries,
-            "retry_delay_seconds": exponential_backoff(2),
-            "retry_condition_fn": _retry_io,
-        }
-        if spec.retry_io
-        else {}
-    )
+    retry = retry_options(cfg.pipeline.retries) if spec.retry_io else {}
     return cached_step_task.with_options(name=spec.task_name, **retry)
 
 

@@ -18,23 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.tasks import exponential_backoff
 
 from pdmlens.config import RunConfig
-from pdmlens.errors import PdmlensError
+from pipelines.retries import retry_options
 
 SCORE_FLOW_NAME = "pdmlens-score"
 SCORE_DEPLOYMENT = "scoring"
-
-
-def _retry_io(task, task_run, state) -> bool:  # noqa: ANN001 (Prefect's callback shape)
-    try:
-        state.result()
-    except PdmlensError:
-        return False
-    except Exception:
-        return True
-    return False
 
 
 def _tracker(cfg: RunConfig) -> Any:
@@ -43,12 +32,7 @@ def _tracker(cfg: RunConfig) -> Any:
     return Tracker(cfg.tracking)
 
 
-@task(
-    name="score",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(2),
-    retry_condition_fn=_retry_io,
-)
+@task(name="score", **retry_options(2))
 def score_task(
     cfg: RunConfig,
     model: str | None,
@@ -93,19 +77,20 @@ def score_task(
     }
 
 
-@task(name="log-scoring", retries=2, retry_delay_seconds=exponential_backoff(2))
+@task(name="log-scoring", **retry_options(2))
 def log_scoring_task(cfg: RunConfig, result: dict[str, Any], flow_run_id: str | None) -> str:
     """Record the scoring run (metrics from the written summary, artifacts the files)."""
     import json
 
     from pdmlens.scoring.score import ScoreTable
     from pdmlens.tracking import scoring as TS
+    from pdmlens.tracking.tags import SPLIT_TAG
 
     doc = json.loads(Path(result["summary"]).read_text())
     import pandas as pd
 
     scores = ScoreTable(table=pd.DataFrame(doc["units"]), seconds=doc["seconds"])
-    tags = {**TS.model_tags(result["models"]), "pdmlens.split": result["split"]}
+    tags = {**TS.model_tags(result["models"]), SPLIT_TAG: result["split"]}
     if flow_run_id:
         tags["pdmlens.flow_run_id"] = flow_run_id
     with TS.scoring_run(_tracker(cfg), result["dataset"], tags=tags) as run:

@@ -27,7 +27,7 @@ pytest.importorskip("prefect_dask", reason="pip install -e '.[dask]'")
 from pdmlens.config import RunConfig  # noqa: E402 (after the importorskip)
 from pdmlens.steps.graph import PIPELINE  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TINY = [*TINY_RUN, "model.lstm.num_threads=1"]  # bit-equal across runners
 STEP_TASKS = ("cached_step_task", "step_task")

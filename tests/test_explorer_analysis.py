@@ -60,6 +60,67 @@ def test_machine_history_caps_the_truth() -> None:
     assert list(h["true"]) == [131.0, 130.0]
 
 
+def _score_table() -> pd.DataFrame:
+    """Two machines as ``pdmlens score`` writes them (the scorer's order: act first)."""
+    return pd.DataFrame(
+        {
+            "unit": ["m2", "m1"],
+            "time": [40, 200],
+            "history": [40, 200],
+            "short_history": [False, False],
+            "rul_lstm": [12.34, 150.0],
+            "rul_forest": [30.0, 140.06],
+            "alert": ["act", "ok"],
+            "alert_reason": ["predicted RUL 12 <= 20", ""],
+            "novelty_kind": ["new_fault", "familiar"],
+            "health_stage": ["critical", "healthy"],
+            "top1_sensor": ["sensor_b", ""],
+            "top1_shap": [-8.25, np.nan],
+            "top1_reading": [47.5, np.nan],
+            "top2_sensor": ["sensor_a", ""],
+            "top2_shap": [1.5, np.nan],
+            "top2_reading": [0.25, np.nan],
+            "forest_top_sensors": ["sensor_b, sensor_c", ""],
+            "forest_agrees": [0.5, np.nan],
+            "novelty_pct_input": [50.0, 10.0],
+            "novel_input": [False, False],
+            "novelty_pct_lstm1": [99.5, 20.0],
+            "novel_lstm1": [True, False],
+        }
+    )
+
+
+def test_scored_fleet_table_keeps_the_scorers_order_and_names_the_why() -> None:
+    t = A.scored_fleet_table(_score_table())
+    assert list(t["machine"]) == ["m2", "m1"]
+    assert list(t["lstm_rul"]) == [12.3, 150.0] and list(t["forest_rul"]) == [30.0, 140.1]
+    assert list(t["disagreement"]) == [17.7, 9.9]
+    assert list(t["novelty"]) == ["new fault", "familiar"]
+    assert list(t["top_sensors"]) == ["sensor_b, sensor_a", ""]
+    assert list(t["why"]) == ["predicted RUL 12 <= 20", ""]
+    assert "lstm_p_fail" not in t.columns  # the RUL task has no probabilities
+
+
+def test_scored_machine_story_tells_prediction_alert_sensors_and_novelty() -> None:
+    lines = A.scored_machine_story(_score_table(), "m2")
+    assert lines[0] == (
+        "m2 at its latest cycle 40 (40 rows of history): LSTM 12 cycles left, "
+        "forest 30 cycles left."
+    )
+    assert lines[1] == "Alert act: predicted RUL 12 <= 20."
+    assert "sensor_b -8.2 (reading 47.5); sensor_a +1.5 (reading 0.25)." in lines[2]
+    assert (
+        lines[3] == "The forest's top sensors: sensor_b, sensor_c (50% of the LSTM's also there)."
+    )
+    assert lines[4] == (
+        "Novelty of its latest window (percentile among validation windows): input 50, "
+        "lstm1 100 (novel); kind: new fault; health stage critical."
+    )
+    assert A.scored_machine_story(_score_table(), "m1")[2].startswith("Not explained")
+    with pytest.raises(KeyError, match="m9"):
+        A.scored_machine_story(_score_table(), "m9")
+
+
 def test_parse_bins_accepts_increasing_edges_and_refuses_others() -> None:
     assert A.parse_bins("0, 30; 75,125") == [0.0, 30.0, 75.0, 125.0]
     for bad in ("0, 30", "0, 75, 30", "a, b, c"):

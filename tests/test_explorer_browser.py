@@ -129,17 +129,24 @@ def tiny_run(root: Path) -> dict:
         return json.loads(saved.read_text())
     sets = [*_sets(root), "data.simulator.fault_mode_subset=[0, 1]"]
     args = [a for s in sets for a in ("--set", s)]
-    res = subprocess.run(
-        [*_pdmlens(), "run", "--json", *args],
-        cwd=root,
-        env=_env(root),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    saved.write_text(res.stdout)
-    return json.loads(res.stdout)
+
+    def cli(*command: str) -> dict:
+        res = subprocess.run(
+            [*_pdmlens(), *command, "--json", *args],
+            cwd=root,
+            env=_env(root),
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert res.returncode == 0, res.stderr[-3000:]
+        return json.loads(res.stdout)
+
+    doc = cli("run")
+    # the source's current data scored with this run's models (the Fleet view shows it)
+    doc["scoring"] = cli("score", "--run", doc["mlflow_run_id"])
+    saved.write_text(json.dumps(doc))
+    return doc
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +212,22 @@ def test_fleet_lists_every_machine_and_opens_one(page: Page, tiny_run: dict) -> 
         ".innerText.trim() === 'test_001'"
     )
     page.shot("fleet")
+    # scored data: the scoring run made with this run's models, chosen by default
+    scoring = tiny_run["scoring"]
+    pg.wait_for_selector("#scored-table td[data-dash-column=machine]")
+    assert "this run's models" in page.text("#scored-select")
+    assert f"{scoring['counts']['units_scored']} machines scored." in page.text("#scored-summary")
+    scored = pg.locator("#scored-table td[data-dash-column=machine]").all_inner_texts()
+    assert scored == [u["unit"] for u in scoring["units"]]  # the scorer's order
+    for col in ("lstm rul", "forest rul", "alert", "why", "novelty", "top sensors"):
+        assert col in page.text("#scored-table")
+    first = scoring["units"][0]
+    pg.locator("#scored-table td[data-dash-column=machine]", has_text=first["unit"]).click()
+    pg.wait_for_selector("#scored-story")
+    story = page.text("#scored-story")
+    assert story.startswith(f"{first['unit']} at its latest cycle {int(first['time'])}")
+    assert f"Alert {first['alert']}" in story and "Novelty of its latest window" in story
+    page.shot("fleet_scored")
     pg.locator("#fleet-table td[data-dash-column=machine]", has_text="test_003").click()
     pg.wait_for_selector("#view-machine[style*='block']")
     pg.wait_for_function(
@@ -409,7 +432,7 @@ def test_report_links_and_zoom_work_inside_a_sandboxed_frame(browser: Any, tiny_
     frame = None
     while frame is None and time.monotonic() < deadline:
         frame = next((f for f in pg.frames if f.url.startswith("blob:")), None)
-        time.sleep(0.1)
+        pg.wait_for_timeout(100)  # not time.sleep: Playwright sees the frame while it waits
     assert frame is not None
     frame.wait_for_selector("nav a[data-target]")
     links = frame.locator("nav a[data-target]")

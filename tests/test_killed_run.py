@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 
 from tests.tiny import TINY_RUN
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TIMEOUT = 300  # seconds any one wait may take on a busy machine (never reached normally)
 PDMLENS = str(Path(sys.executable).parent / "pdmlens")

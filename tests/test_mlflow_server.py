@@ -29,7 +29,7 @@ from pdmlens.results import EXAMPLE_FILE, LSTM_FILE
 from tests.servers import mlflow_on_postgres, postgres_bin
 from tests.tiny import TINY_RUN
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 LSTM, FOREST = "pdmlens-lstm-simulated", "pdmlens-forest-simulated"
 

@@ -201,6 +201,7 @@ def mlflow_statuses(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_serve_runs_a_triggered_run_and_stops_cleanly_while_idle(tmp_path: Path) -> None:
     """Training on one cron and scoring on another, served by one server; a triggered
     training run reaches MLflow; a stop while idle pauses both schedules."""
@@ -261,6 +262,7 @@ def test_serve_runs_a_triggered_run_and_stops_cleanly_while_idle(tmp_path: Path)
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_serve_stopped_mid_run_cancels_the_run_and_leaves_nothing(tmp_path: Path) -> None:
     grace = 10
     served = Served(tmp_path, "--cron", "* * * * *", "--run-now", "--grace", str(grace))
@@ -278,6 +280,7 @@ def test_serve_stopped_mid_run_cancels_the_run_and_leaves_nothing(tmp_path: Path
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_serve_skips_a_run_due_while_one_runs(tmp_path: Path) -> None:
     """A schedule (every 5 s) much shorter than a run: runs never overlap, the ones due
     meanwhile end CANCELLED without starting."""

@@ -189,6 +189,7 @@ def test_importing_the_tracking_layer_bounds_mlflow_http_retries():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_server_gone_mid_run_fails_the_call_after_bounded_retries():
     """MLflow's own client against a dead server: an error after four quick retries (about
     15 s of backoff), not seven (about four minutes); the subprocess limit bounds it."""
@@ -300,6 +301,7 @@ def _open_store(uri: str, barrier, results) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_two_processes_creating_one_fresh_store_both_succeed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
     ctx = mp.get_context("spawn")
@@ -354,6 +356,7 @@ def _score(i: int, me: int) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("guard", ["lock", "recheck"])
 def test_two_runs_racing_for_the_champion_end_on_the_better_model(tracker, guard):
     for i in range(0, ROUNDS, 3):  # a prior champion better than both racers

@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from tests.servers import _stop_group, free_port, start_mlflow_server
 from tests.tiny import TINY_RUN
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TIMEOUT = 300  # seconds any one wait may take on a busy machine (never reached normally)
 

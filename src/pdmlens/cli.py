@@ -718,9 +718,10 @@ def score_cmd(
     run_id = None
     if track and tracker is not None:
         from pdmlens.tracking import scoring as TS
+        from pdmlens.tracking.tags import SPLIT_TAG
 
         with TS.scoring_run(tracker, dataset, tags=TS.model_tags(versions)) as srun:
-            srun.log(scores, files.artifacts(), tags={"pdmlens.split": used})
+            srun.log(scores, files.artifacts(), tags={SPLIT_TAG: used})
             run_id = srun.run_id
     if as_json:
         doc = json.loads(files.summary.read_text())

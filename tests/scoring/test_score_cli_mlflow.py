@@ -96,8 +96,21 @@ def test_score_json_with_the_champion_records_a_scoring_run(
     assert r.data.metrics["units_scored"] == 8
     assert sum(r.data.metrics[f"alerts_{lv}"] for lv in ("act", "watch", "ok")) == 8
     assert r.data.tags["pdmlens.model.pdmlens-lstm-simulated"] == champion["reg"].version
+    assert r.data.tags["pdmlens.model.training_run"] == champion["run_id"]
     arts = {a.path for a in MlflowClient(store["uri"]).list_artifacts(r.info.run_id, "scores")}
     assert {"scores/fleet_scores.parquet", "scores/fleet_board.html"} <= arts
+    # the explorer's reader: scoring runs apart from pipeline runs, with their table
+    from pdmlens.tracking.explorer_reader import StoreReader
+
+    reader = StoreReader(store["uri"])
+    assert doc["mlflow_run_id"] not in set(reader.runs()["run_id"])
+    listed = reader.scoring_runs("simulated")
+    row = listed[listed["run_id"] == doc["mlflow_run_id"]].iloc[0]
+    assert row["training_run"] == champion["run_id"] and row["units_scored"] == 8
+    assert row["split"] == "test" and "pdmlens-lstm-simulated" in row["models"]
+    assert row["alerts_act"] + row["alerts_watch"] + row["alerts_ok"] == 8
+    assert reader.scoring_runs("cmapss-FD001").empty
+    assert list(reader.scored_table(doc["mlflow_run_id"])["unit"]) == list(table["unit"])
 
 
 @pytest.mark.parametrize(
@@ -273,5 +286,7 @@ def test_run_id_and_model_uri_resolve_to_the_bundle(champion: dict, store: dict)
     by_alias = load_bundle(tracker, champion_uri("simulated"))
     assert by_run.bundle.features == by_alias.bundle.features
     assert by_alias.versions["pdmlens-lstm-simulated"] == champion["reg"].version
+    assert by_run.versions["training_run"] == by_alias.versions["training_run"]
+    assert by_run.versions["training_run"] == champion["run_id"]
     with pytest.raises(LookupError):
         run_bundle(tracker, champion["run_id"], kind="forest")

@@ -65,6 +65,104 @@ def fleet_table(preds: pd.DataFrame, horizon: float, cap: float) -> pd.DataFrame
     return out.iloc[np.argsort(low, kind="stable")].reset_index(drop=True)
 
 
+SCORED_PREDICTIONS = (
+    ("rul_lstm", "lstm_rul", 1),
+    ("rul_forest", "forest_rul", 1),
+    ("p_fail_lstm", "lstm_p_fail", 3),
+    ("p_fail_forest", "forest_p_fail", 3),
+)
+"""score-table column -> the fleet view's column, and its decimals"""
+
+
+def scored_fleet_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """The fleet view of a score table (``pdmlens score``): one row per machine at its
+    latest cycle, in the scorer's order (alert level, then urgency): both models'
+    predictions (RUL in cycles; P(failure) for the horizon task), their disagreement,
+    the alert and its reason, the novelty kind, the health stage, the LSTM's top sensors
+    and the rows of history."""
+    out = pd.DataFrame(
+        {"machine": scores["unit"].astype(str).to_numpy(), "cycle": scores["time"].to_numpy()}
+    )
+    for src, dst, decimals in SCORED_PREDICTIONS:
+        if src in scores.columns and scores[src].notna().any():
+            out[dst] = scores[src].to_numpy(dtype=np.float64).round(decimals)
+    if "lstm_rul" in out.columns and "forest_rul" in out.columns:
+        out["disagreement"] = (out["lstm_rul"] - out["forest_rul"]).abs().round(1)
+    out["alert"] = scores["alert"].astype(str).to_numpy()
+    out["why"] = scores["alert_reason"].astype(str).to_numpy()
+    out["novelty"] = scores["novelty_kind"].astype(str).str.replace("_", " ").to_numpy()
+    if "health_stage" in scores.columns:
+        out["health_stage"] = scores["health_stage"].astype(str).to_numpy()
+    tops = [c for c in (f"top{i}_sensor" for i in range(1, 10)) if c in scores.columns]
+    out["top_sensors"] = [
+        ", ".join(str(v) for v in row if isinstance(v, str) and v)
+        for row in scores[tops].itertuples(index=False)
+    ]
+    out["history"] = scores["history"].to_numpy()
+    return out
+
+
+def scored_machine_story(scores: pd.DataFrame, machine: str) -> list[str]:
+    """One scored machine in sentences: what both models predict, the alert and why, the
+    sensors behind the LSTM's prediction (SHAP in cycles of predicted life, with the
+    latest reading) and the forest's, and whether the model has seen anything like it
+    (novelty percentile per layer)."""
+    rows = scores[scores["unit"].astype(str) == str(machine)]
+    if rows.empty:
+        raise KeyError(f"machine {machine} is not in this score table")
+    r = rows.iloc[0]
+    preds = []
+    for src, _, _ in SCORED_PREDICTIONS:
+        if src in r.index and pd.notna(r[src]):
+            model = "LSTM" if src.endswith("lstm") else "forest"
+            value = (
+                f"{r[src]:.0f} cycles left" if src.startswith("rul") else f"P(failure) {r[src]:.2f}"
+            )
+            preds.append(f"{model} {value}")
+    lines = [
+        f"{machine} at its latest cycle {int(r['time'])} ({int(r['history'])} rows of history"
+        + (", fewer than a window: padded" if bool(r.get("short_history", False)) else "")
+        + "): "
+        + ", ".join(preds)
+        + ".",
+        f"Alert {r['alert']}: {r['alert_reason']}.",
+    ]
+    tops = []
+    for i in range(1, 10):
+        name = r.get(f"top{i}_sensor")
+        if not isinstance(name, str) or not name:
+            break
+        shap, reading = r.get(f"top{i}_shap"), r.get(f"top{i}_reading")
+        tops.append(f"{name} {shap:+.1f} (reading {reading:.4g})")
+    if tops:
+        lines.append(
+            "Sensors behind the LSTM's prediction (SHAP, cycles of predicted life; below "
+            "zero shortens it): " + "; ".join(tops) + "."
+        )
+        forest = r.get("forest_top_sensors")
+        if isinstance(forest, str) and forest:
+            agree = r.get("forest_agrees")
+            lines.append(
+                f"The forest's top sensors: {forest}"
+                + (f" ({agree:.0%} of the LSTM's also there)." if pd.notna(agree) else ".")
+            )
+    else:
+        lines.append("Not explained (scored with --explain alerts or none).")
+    pct = [
+        (c[len("novelty_pct_") :], float(r[c]), bool(r.get(f"novel_{c[len('novelty_pct_') :]}")))
+        for c in scores.columns
+        if c.startswith("novelty_pct_")
+    ]
+    if pct:
+        lines.append(
+            "Novelty of its latest window (percentile among validation windows): "
+            + ", ".join(f"{n} {p:.0f}" + (" (novel)" if flag else "") for n, p, flag in pct)
+            + f"; kind: {str(r['novelty_kind']).replace('_', ' ')}"
+            + (f"; health stage {r['health_stage']}." if "health_stage" in r.index else ".")
+        )
+    return lines
+
+
 def machine_history(preds: pd.DataFrame, unit: str, cap: float) -> pd.DataFrame:
     """Every evaluated cycle of one machine: true RUL (raw and capped) and both models."""
     rows = preds[preds["unit"].astype(str) == str(unit)].sort_values("time")

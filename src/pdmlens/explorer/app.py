@@ -26,8 +26,7 @@ from dash import Input, Output, State, dash_table, dcc, html, no_update
 from pdmlens.explorer import analysis as A
 from pdmlens.explorer import figures as F
 from pdmlens.explorer.launch import Launcher, form_overrides
-from pdmlens.explorer.rundata import RunCache
-from pdmlens.tracking.explorer_reader import StoreReader
+from pdmlens.explorer.rundata import RunCache, StoreOpening
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +116,18 @@ def _num_input(id_: str, label: str, value: Any, **kw: Any) -> html.Div:
     )
 
 
-def _graph(id_: str) -> dcc.Graph:
-    return dcc.Graph(id=id_, figure=F.empty("loading…"), config={"displaylogo": False})
+def _graph(id_: str) -> html.Div:
+    """A figure's place in a view; its callback puts the plot in (:func:`_plot`). No plot
+    is in the page until a view with one is shown, so plotly.js (about a second of the
+    browser's time on a small machine) is not loaded before the fleet table shows."""
+    return html.Div(id=id_, className="graph")
+
+
+def _plot(id_: str, figure: Any) -> Any:
+    """The plot for place ``id_`` (the same component each time, so updates are light)."""
+    if figure is no_update:
+        return figure
+    return dcc.Graph(id=f"{id_}-plot", figure=figure, config={"displaylogo": False})
 
 
 def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Div:
@@ -147,6 +156,36 @@ def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Di
                 ]
                 + [{"if": {"column_id": "machine"}, "color": "#0b5ed7", "cursor": "pointer"}],
             ),
+            html.H3("Scored data: machines still running, no failure known yet"),
+            html.P(
+                "What pdmlens score (or the scheduled scoring flow) recorded for this "
+                "dataset, newest first: every machine's latest state, the alert and its "
+                "reason, whether the model has seen anything like it, and the sensors behind "
+                "the prediction. Click a machine for the whole story.",
+                className="help",
+            ),
+            dcc.Dropdown(id="scored-select", clearable=False, style={"width": "900px"}),
+            html.Div(id="scored-summary", style=NOTE_STYLE),
+            dash_table.DataTable(  # type: ignore[attr-defined]
+                id="scored-table",
+                sort_action="native",
+                page_size=50,
+                style_table={"overflowX": "auto"},
+                style_cell={
+                    "fontFamily": "sans-serif",
+                    "fontSize": 13,
+                    "padding": "4px 8px",
+                    "maxWidth": "320px",
+                    "whiteSpace": "normal",
+                },
+                style_header={"fontWeight": "bold"},
+                style_data_conditional=[
+                    {"if": {"filter_query": f"{{alert}} = '{a}'"}, "backgroundColor": c}
+                    for a, c in ALERT_STYLE.items()
+                ]
+                + [{"if": {"column_id": "machine"}, "color": "#0b5ed7", "cursor": "pointer"}],
+            ),
+            html.Div(id="scored-detail"),
         ],
         "machine": [
             html.H2("Machine: why this prediction, at any cycle?"),
@@ -393,8 +432,8 @@ def create_app(
     """
     from pdmlens.config import RunConfig, parse_overrides
 
-    reader = StoreReader(tracking_uri)
-    runs = RunCache(reader)
+    store = StoreOpening(tracking_uri)  # opens while the page and its scripts are served
+    runs = RunCache(store)
     base = [*(base_overrides or []), f"tracking.uri={tracking_uri}"]
     base_cfg = RunConfig().with_overrides(parse_overrides(base))
     import tempfile
@@ -419,8 +458,6 @@ def create_app(
         update_title="",
     )
     app.layout = build_layout(defaults, sim.fault_modes)
-    # the first query opens the store; its answer serves the page's first request
-    startup = {"runs": reader.runs()}
 
     # ------------------------------------------------------------------ runs and tabs
 
@@ -431,9 +468,13 @@ def create_app(
         State("run-select", "value"),
     )
     def list_runs(_version: int, current: str | None) -> tuple[list[dict], str | None]:
-        table = startup.pop("runs", None)
+        try:
+            reader = store.get()
+        except RuntimeError:  # the store could not be read: run_summary says why
+            return [], None
+        table, store.first_runs = store.first_runs, None  # the first answer, once
         table = reader.runs() if table is None else table
-        table = table[table["status"] == "FINISHED"]
+        table = table[table["status"] == "FINISHED"]  # pipeline runs (scoring: Fleet view)
         options = [{"label": _run_label(r), "value": r["run_id"]} for _, r in table.iterrows()]
         if current in set(table["run_id"]):
             return options, current
@@ -454,6 +495,11 @@ def create_app(
     @_safe(1, 0)
     def run_summary(run_id: str | None) -> Any:
         if not run_id:
+            if store.error is not None:
+                return html.Div(
+                    f"Cannot read the MLflow store {tracking_uri}: {store.error}",
+                    style=ERROR_STYLE,
+                )
             return html.Div(
                 "No finished run in this store yet: start one in Launch (or `pdmlens run`).",
                 style=NOTE_STYLE,
@@ -546,6 +592,78 @@ def create_app(
             raise dash.exceptions.PreventUpdate
         return "machine", cell["row_id"]
 
+    # ------------------------------------------------------------------ scored data
+
+    scored_tables: dict[str, pd.DataFrame] = {}
+
+    def scored(scoring_run: str) -> pd.DataFrame:
+        if scoring_run not in scored_tables:
+            table = store.get().scored_table(scoring_run)
+            if table is None:
+                raise UserError(f"scoring run {scoring_run} logged no score table")
+            scored_tables[scoring_run] = table
+        return scored_tables[scoring_run]
+
+    @app.callback(
+        Output("scored-select", "options"),
+        Output("scored-select", "value"),
+        Output("scored-summary", "children", allow_duplicate=True),
+        Input("run-select", "value"),
+        Input("runs-version", "data"),
+        prevent_initial_call="initial_duplicate",
+    )
+    @_safe(3, 2)
+    def scored_options(run_id: str | None, _version: int) -> tuple:
+        if not run_id:
+            return [], None, ""
+        reader = store.get()
+        dataset = reader.dataset(run_id)
+        table = reader.scoring_runs(dataset) if dataset else pd.DataFrame()
+        if table.empty:
+            return (
+                [],
+                None,
+                f"No scored data for {dataset or 'this dataset'} yet. `pdmlens score --run "
+                f"{run_id}` scores the source's current data with this run's models (without "
+                "--run: with the champion) and records it here.",
+            )
+        options = [
+            {"label": _scored_label(r, run_id), "value": r["run_id"]} for _, r in table.iterrows()
+        ]
+        mine = table[table["training_run"] == run_id]
+        pick = (mine if len(mine) else table)["run_id"].iloc[0]
+        return options, pick, no_update
+
+    @app.callback(
+        Output("scored-table", "data"),
+        Output("scored-table", "columns"),
+        Output("scored-summary", "children"),
+        Output("scored-detail", "children", allow_duplicate=True),
+        Input("scored-select", "value"),
+        prevent_initial_call="initial_duplicate",
+    )
+    @_safe(4, 2)
+    def scored_view(scoring_run: str | None) -> tuple:
+        if not scoring_run:
+            return [], [], no_update, ""
+        table = A.scored_fleet_table(scored(scoring_run))
+        table["id"] = table["machine"]
+        columns = [{"name": c.replace("_", " "), "id": c} for c in table.columns if c != "id"]
+        return table.to_dict("records"), columns, _scored_sentence(table), ""
+
+    @app.callback(
+        Output("scored-detail", "children"),
+        Input("scored-table", "active_cell"),
+        State("scored-select", "value"),
+        prevent_initial_call=True,
+    )
+    @_safe(1)
+    def scored_detail(cell: dict | None, scoring_run: str | None) -> Any:
+        if not cell or not cell.get("row_id") or not scoring_run:
+            raise dash.exceptions.PreventUpdate
+        lines = A.scored_machine_story(scored(scoring_run), cell["row_id"])
+        return html.Div([html.P(line) for line in lines], style=NOTE_STYLE, id="scored-story")
+
     # ------------------------------------------------------------------ machine
 
     @app.callback(
@@ -598,15 +716,18 @@ def create_app(
         return lo, hi, hi, marks
 
     @app.callback(
-        Output("machine-rul", "figure"),
+        Output("machine-rul", "children"),
         Output("machine-summary", "children"),
         Input("run-select", "value"),
         Input("machine-select", "value"),
         Input("cycle-slider", "value"),
+        Input("tabs", "value"),
     )
     @_safe(2, 1)
-    def machine_rul(run_id: str | None, unit: str | None, cycle: float | None) -> tuple:
-        if not run_id or not unit:
+    def machine_rul(
+        run_id: str | None, unit: str | None, cycle: float | None, tab: str = ""
+    ) -> tuple:
+        if tab != "machine" or not run_id or not unit:
             raise dash.exceptions.PreventUpdate
         run = runs.get(run_id)
         cap = run.config.prepare.rul_cap
@@ -619,11 +740,11 @@ def create_app(
         )
         if "true_capped" in hist.columns:
             text += f" (true {last['true']:.0f}; capped at {cap:g}: {last['true_capped']:.0f})"
-        return fig, text + "."
+        return _plot("machine-rul", fig), text + "."
 
     @app.callback(
-        Output("machine-shap", "figure"),
-        Output("machine-raw", "figure"),
+        Output("machine-shap", "children"),
+        Output("machine-raw", "children"),
         Output("window-summary", "children"),
         Input("run-select", "value"),
         Input("machine-select", "value"),
@@ -656,10 +777,11 @@ def create_app(
             + f". Top sensors by SHAP: {', '.join(top)} "
             f"(computed in {time.perf_counter() - t0:.2f} s)."
         )
-        return F.shap_heatmap(attr, unit, float(cycle)), raw_fig, text
+        shap_fig = F.shap_heatmap(attr, unit, float(cycle))
+        return _plot("machine-shap", shap_fig), _plot("machine-raw", raw_fig), text
 
     @app.callback(
-        Output("machine-gates", "figure"),
+        Output("machine-gates", "children"),
         Input("run-select", "value"),
         Input("machine-select", "value"),
         Input("cycle-slider", "value"),
@@ -687,17 +809,15 @@ def create_app(
         if view == "diff":
             diff = A.gate_difference(run, int(layer), gate)
             steps = np.arange(1, diff.shape[0] + 1)
-            return F.gate_heatmap(
-                diff, steps, order, f"{name}: healthy minus failing windows (fleet mean)", True
-            )
+            title = f"{name}: healthy minus failing windows (fleet mean)"
+            return _plot("machine-gates", F.gate_heatmap(diff, steps, order, title, True))
         trace, cycles = A.gates_window(run, unit, float(cycle))
         values = np.asarray(trace.layers[int(layer) - 1][gate])[0]
-        return F.gate_heatmap(
-            values, cycles, order, f"{name}: {unit}, window ending at cycle {cycle}", False
-        )
+        title = f"{name}: {unit}, window ending at cycle {cycle}"
+        return _plot("machine-gates", F.gate_heatmap(values, cycles, order, title, False))
 
     @app.callback(
-        Output("machine-novelty", "figure"),
+        Output("machine-novelty", "children"),
         Input("run-select", "value"),
         Input("machine-select", "value"),
         Input("novelty-layer", "value"),
@@ -711,7 +831,7 @@ def create_app(
             raise dash.exceptions.PreventUpdate
         nov = A.machine_novelty(runs.get(run_id), unit)
         nov = nov[nov["layer"] == int(layer)]
-        return F.novelty_line(nov, unit, layer_label(int(layer)))
+        return _plot("machine-novelty", F.novelty_line(nov, unit, layer_label(int(layer))))
 
     # ------------------------------------------------------------------ signatures
 
@@ -734,7 +854,7 @@ def create_app(
     @app.callback(
         Output("sig-table", "data"),
         Output("sig-table", "columns"),
-        Output("sig-map", "figure"),
+        Output("sig-map", "children"),
         Output("sig-verdict", "children"),
         Output("sig-timing", "children"),
         Input("run-select", "value"),
@@ -791,7 +911,7 @@ def create_app(
             f"k-means with k={k_int} and probes on {len(sample.train[0])} training and "
             f"{len(sample.test[0])} evaluated windows, every layer: {seconds:.2f} s."
         )
-        return out.to_dict("records"), columns, fig, verdict, timing
+        return out.to_dict("records"), columns, _plot("sig-map", fig), verdict, timing
 
     # ------------------------------------------------------------------ a new fault
 
@@ -965,6 +1085,36 @@ def create_app(
         return html.Ul(rows), new_version, not running
 
     return app, launcher
+
+
+def _scored_label(row: pd.Series, run_id: str) -> str:
+    when = row["start_time"].strftime("%Y-%m-%d %H:%M")
+    mine = " · this run's models" if row["training_run"] == run_id else ""
+    return (
+        f"scored {when} · {row['split'] or '?'} split · {row['units_scored']} machines · "
+        f"{row['alerts_act']} act, {row['alerts_watch']} watch, {row['units_novel']} novel · "
+        f"{row['models'] or 'models not recorded'}{mine}"
+    )
+
+
+def _scored_sentence(table: pd.DataFrame) -> str:
+    act = table[table["alert"] == "act"]
+    watch = table[table["alert"] == "watch"]
+    novel = table[table["novelty"] != "familiar"]
+    parts = [f"{len(table)} machines scored."]
+    if len(act):
+        parts.append(f"{len(act)} to act on: {', '.join(act['machine'].head(8))}.")
+    else:
+        parts.append("None to act on.")
+    if len(watch):
+        parts.append(f"{len(watch)} to watch: {', '.join(watch['machine'].head(8))}.")
+    if len(novel):
+        parts.append(
+            f"{len(novel)} unlike anything the model trained on: "
+            + ", ".join(f"{r.machine} ({r.novelty})" for r in novel.head(8).itertuples())
+            + "."
+        )
+    return " ".join(parts)
 
 
 def _fleet_sentence(table: pd.DataFrame, horizon: float) -> str:

@@ -16,14 +16,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import yaml
 
 from pdmlens.config import RunConfig
-from pdmlens.tracking.explorer_reader import StoreReader
+
+if TYPE_CHECKING:  # imported when the store opens (it loads mlflow, about a second)
+    from pdmlens.tracking.explorer_reader import StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -193,18 +195,57 @@ class RunData:
             return cache[key]
 
 
+class StoreOpening:
+    """The store's reader, opened in a background thread from the moment this is made.
+
+    Importing MLflow and opening its database take about two seconds on a small machine;
+    the explorer serves its page and scripts meanwhile, and answers the first page's
+    query (``runs()``) in the same thread. :meth:`get` waits for the reader and raises
+    what opening raised (also kept in :attr:`error` for the page to show).
+    """
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.uri = tracking_uri
+        self.first_runs: pd.DataFrame | None = None
+        self.error: BaseException | None = None
+        self._reader: StoreReader | None = None
+        self._done = threading.Event()
+        threading.Thread(target=self._open, name="open-store", daemon=True).start()
+
+    def _open(self) -> None:
+        try:
+            from pdmlens.tracking.explorer_reader import StoreReader
+
+            reader = StoreReader(self.uri)
+            self.first_runs = reader.runs()
+            self._reader = reader
+        except Exception as exc:  # shown by the page; the server stays up
+            log.error("cannot read the MLflow store %s: %s", self.uri, exc)
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def get(self, timeout: float | None = None) -> StoreReader:
+        if not self._done.wait(timeout):
+            raise TimeoutError(f"the MLflow store {self.uri} did not open in {timeout} s")
+        if self._reader is None:
+            raise RuntimeError(f"cannot read the MLflow store {self.uri}: {self.error}")
+        return self._reader
+
+
 class RunCache:
     """At most ``size`` loaded runs, least recently used dropped first."""
 
-    def __init__(self, reader: StoreReader, size: int = 4) -> None:
+    def __init__(self, reader: StoreReader | StoreOpening, size: int = 4) -> None:
         self.reader = reader
         self.size = size
         self._runs: OrderedDict[str, RunData] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, run_id: str) -> RunData:
+        reader = self.reader.get() if isinstance(self.reader, StoreOpening) else self.reader
         with self._lock:
-            run = self._runs.pop(run_id, None) or RunData(self.reader, run_id)
+            run = self._runs.pop(run_id, None) or RunData(reader, run_id)
             self._runs[run_id] = run
             while len(self._runs) > self.size:
                 self._runs.popitem(last=False)

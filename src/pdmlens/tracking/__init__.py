@@ -13,13 +13,16 @@
 - :mod:`~pdmlens.tracking.explorer_reader`: the explorer's read-only view of the store;
 - :mod:`~pdmlens.tracking.cleanup`: marking KILLED the runs of a cancelled flow run.
 
-Importing the package bounds MLflow's HTTP retries (:func:`store.bound_http_retries`), so
+Importing the package is light (no mlflow until a name that needs it is used) and bounds
+MLflow's HTTP retries (:func:`store.bound_http_retries`), so
 a tracking server that dies mid-run fails the run in seconds, not minutes.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
 from pdmlens.tracking.store import (
     DEFAULT_TRACKING_URI,
@@ -33,26 +36,67 @@ from pdmlens.tracking.store import (
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 bound_http_retries()
 
-from pdmlens.errors import TrackingUnavailableError  # noqa: E402
-from pdmlens.tracking.champion import CHAMPION, Registration  # noqa: E402
-from pdmlens.tracking.models import EstimatorPyfunc  # noqa: E402
-from pdmlens.tracking.orphans import close_orphaned_runs  # noqa: E402
-from pdmlens.tracking.runs import (  # noqa: E402
-    MAX_PARAM_LENGTH,
-    NOTE_TAG,
-    PARENT_TAG,
-    RUN_NAME_TAG,
-    TAG_DATASET,
-    TAG_DATASET_HASH,
-    TAG_FLOW_RUN,
-    TAG_GIT_COMMIT,
-    TAG_VERSION,
-    TrackedRun,
-    Tracker,
-    code_version,
-    registered_model_name,
-)
-from pdmlens.tracking.ui import mlflow_ui_command  # noqa: E402
+# The names below load their module (and mlflow, about a second) on first use, so that a
+# command that only needs the store's address (``pdmlens explore`` serving its page while
+# the store opens) does not wait for MLflow.
+_LAZY = {
+    "TrackingUnavailableError": "pdmlens.errors",
+    "CHAMPION": "pdmlens.tracking.champion",
+    "Registration": "pdmlens.tracking.champion",
+    "EstimatorPyfunc": "pdmlens.tracking.models",
+    "close_orphaned_runs": "pdmlens.tracking.orphans",
+    "mlflow_ui_command": "pdmlens.tracking.ui",
+    **dict.fromkeys(
+        (
+            "MAX_PARAM_LENGTH",
+            "NOTE_TAG",
+            "PARENT_TAG",
+            "RUN_NAME_TAG",
+            "TAG_DATASET",
+            "TAG_DATASET_HASH",
+            "TAG_FLOW_RUN",
+            "TAG_GIT_COMMIT",
+            "TAG_VERSION",
+            "TrackedRun",
+            "Tracker",
+            "code_version",
+            "registered_model_name",
+        ),
+        "pdmlens.tracking.runs",
+    ),
+}
+
+if TYPE_CHECKING:
+    from pdmlens.errors import TrackingUnavailableError
+    from pdmlens.tracking.champion import CHAMPION, Registration
+    from pdmlens.tracking.models import EstimatorPyfunc
+    from pdmlens.tracking.orphans import close_orphaned_runs
+    from pdmlens.tracking.runs import (
+        MAX_PARAM_LENGTH,
+        NOTE_TAG,
+        PARENT_TAG,
+        RUN_NAME_TAG,
+        TAG_DATASET,
+        TAG_DATASET_HASH,
+        TAG_FLOW_RUN,
+        TAG_GIT_COMMIT,
+        TAG_VERSION,
+        TrackedRun,
+        Tracker,
+        code_version,
+        registered_model_name,
+    )
+    from pdmlens.tracking.ui import mlflow_ui_command
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CHAMPION",

@@ -13,20 +13,31 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
-from mlflow import MlflowClient
-from mlflow.entities import ViewType
 
 from pdmlens.results import BUNDLE_ARTIFACT, MODELS
+from pdmlens.tracking.sqlite_index import PARENT_TAG, IndexUnavailable, SqliteIndex
+from pdmlens.tracking.store import sqlite_path
+from pdmlens.tracking.tags import (
+    KIND_TAG,
+    MODEL_TAG_PREFIX,
+    SCORING_RUN,
+    SPLIT_TAG,
+    TRAINING_RUN_KEY,
+    score_experiment,
+)
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
-PARENT_TAG = "mlflow.parentRunId"
+SCORE_COUNTS = ("units_scored", "alerts_act", "alerts_watch", "alerts_ok", "units_novel")
 HEADLINE_METRICS = ("lstm_test_rmse", "forest_test_rmse", "lstm_test_all_pr_auc")
 MODEL_FILES = {kind.name: (kind.child_run, kind.file) for kind in MODELS}
 """model kind -> (child run name, the estimator's own save file inside the logged model)"""
@@ -46,54 +57,128 @@ def _file_path(uri: str) -> Path | None:
 
 
 class StoreReader:
-    """Read runs, params, tables and model files from one MLflow tracking store."""
+    """Read runs, params, tables and model files from one MLflow tracking store.
 
-    def __init__(self, tracking_uri: str, download_dir: str | Path | None = None) -> None:
+    A local SQLite store answers the run list, params, metrics, children and artifact
+    places through :class:`~pdmlens.tracking.sqlite_index.SqliteIndex` (milliseconds, no
+    mlflow import) unless ``use_index=False``; everything else, and any store the index
+    cannot read, goes through MLflow's client, made on first use.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str,
+        download_dir: str | Path | None = None,
+        use_index: bool = True,
+    ) -> None:
         self.uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._downloads = Path(download_dir or tempfile.mkdtemp(prefix="pdmlens-explore-"))
+        db = sqlite_path(tracking_uri) if use_index else None
+        self.index = SqliteIndex(db) if db and Path(db).is_file() else None
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
+
+    def _indexed(self, name: str, *args: Any) -> Any:
+        """The index's answer to ``name(*args)``, or None where there is no index or it
+        cannot read the store now (then the client answers)."""
+        if self.index is None:
+            return None
+        try:
+            return getattr(self.index, name)(*args)
+        except IndexUnavailable as exc:
+            log.info("reading through MLflow's client: %s", exc)
+            return None
 
     # ------------------------------------------------------------------------- runs
 
     def runs(self, max_results: int = 500) -> pd.DataFrame:
-        """Parent runs of every experiment, newest first: ``run_id, experiment, dataset,
-        name, start_time (UTC), status`` and the headline metrics."""
-        exps = self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY)
-        names = {e.experiment_id: e.name for e in exps}
+        """Pipeline runs (parents) of every experiment, newest first: ``run_id,
+        experiment, dataset, name, start_time (UTC), status`` and the headline metrics.
+        Scoring runs are listed by :meth:`scoring_runs`."""
         rows: list[dict[str, Any]] = []
-        if names:
-            found = self.client.search_runs(
-                list(names),
-                run_view_type=ViewType.ACTIVE_ONLY,
-                max_results=max_results,
-                order_by=["attributes.start_time DESC"],
-            )
-            for r in found:
-                tags = r.data.tags
-                if PARENT_TAG in tags:
-                    continue
-                row: dict[str, Any] = {
-                    "run_id": r.info.run_id,
-                    "experiment": names.get(r.info.experiment_id, r.info.experiment_id),
-                    "dataset": tags.get("pdmlens.dataset", ""),
-                    "name": tags.get("mlflow.runName", r.info.run_name or ""),
-                    "start_time": pd.Timestamp(r.info.start_time, unit="ms", tz="UTC"),
-                    "status": r.info.status,
-                }
-                for m in HEADLINE_METRICS:
-                    row[m] = r.data.metrics.get(m, float("nan"))
-                rows.append(row)
+        for r in self._runs(max_results):
+            tags = r["tags"]
+            if PARENT_TAG in tags or tags.get(KIND_TAG) == SCORING_RUN:
+                continue
+            row: dict[str, Any] = {
+                "run_id": r["run_id"],
+                "experiment": r["experiment"],
+                "dataset": tags.get("pdmlens.dataset", ""),
+                "name": tags.get("mlflow.runName", r["name"] or ""),
+                "start_time": pd.Timestamp(r["start_time"], unit="ms", tz="UTC"),
+                "status": r["status"],
+            }
+            for m in HEADLINE_METRICS:
+                row[m] = r["metrics"].get(m, float("nan"))
+            rows.append(row)
         cols = ["run_id", "experiment", "dataset", "name", "start_time", "status"]
         return pd.DataFrame(rows, columns=[*cols, *HEADLINE_METRICS])
 
+    def _runs(
+        self, max_results: int, experiment: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Active runs (of one experiment, with one status), newest first, as plain dicts:
+        ``run_id, experiment, name, start_time (ms), status, tags, metrics``."""
+        found = self._indexed("runs", max_results, experiment, status)
+        if found is not None:
+            return list(found)
+        from mlflow.entities import ViewType
+
+        exps: list[Any]
+        if experiment is None:
+            exps = list(self.client.search_experiments(view_type=ViewType.ACTIVE_ONLY))
+        else:
+            exp = self.client.get_experiment_by_name(experiment)
+            exps = [exp] if exp is not None and exp.lifecycle_stage == "active" else []
+        names = {e.experiment_id: e.name for e in exps}
+        if not names:
+            return []
+        found = self.client.search_runs(
+            list(names),
+            filter_string=f"attributes.status = '{status}'" if status else "",
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=max_results,
+            order_by=["attributes.start_time DESC"],
+        )
+        return [
+            {
+                "run_id": r.info.run_id,
+                "experiment": names.get(r.info.experiment_id, r.info.experiment_id),
+                "name": r.info.run_name,
+                "start_time": r.info.start_time,
+                "status": r.info.status,
+                "tags": dict(r.data.tags),
+                "metrics": dict(r.data.metrics),
+            }
+            for r in found
+        ]
+
+    def dataset(self, run_id: str) -> str:
+        """The dataset a pipeline run trained on (its ``pdmlens.dataset`` tag)."""
+        tags = self._indexed("tags", run_id)
+        if tags is None:
+            tags = self.client.get_run(run_id).data.tags
+        return str(tags.get("pdmlens.dataset", ""))
+
     def params(self, run_id: str) -> dict[str, str]:
-        return dict(self.client.get_run(run_id).data.params)
+        found = self._indexed("params", run_id)
+        return dict(self.client.get_run(run_id).data.params if found is None else found)
 
     def metrics(self, run_id: str) -> dict[str, float]:
-        return dict(self.client.get_run(run_id).data.metrics)
+        found = self._indexed("metrics", run_id)
+        return dict(self.client.get_run(run_id).data.metrics if found is None else found)
 
     def children(self, run_id: str) -> dict[str, str]:
         """Child run name -> run id (``lstm``, ``random_forest``, ``signatures``)."""
+        found = self._indexed("children", run_id)
+        if found is not None:
+            return dict(found)
+        from mlflow.entities import ViewType
+
         run = self.client.get_run(run_id)
         kids = self.client.search_runs(
             [run.info.experiment_id],
@@ -102,11 +187,45 @@ class StoreReader:
         )
         return {k.data.tags.get("mlflow.runName", k.info.run_id): k.info.run_id for k in kids}
 
+    def scoring_runs(self, dataset: str, max_results: int = 200) -> pd.DataFrame:
+        """Finished scoring runs (``pdmlens score``, the scoring flow) of ``dataset``,
+        newest first: ``run_id, name, start_time, split, training_run, models`` (what
+        scored it, as tagged) and the counts (units scored, alerts per level, novel)."""
+        cols = ["run_id", "name", "start_time", "split", "training_run", "models", *SCORE_COUNTS]
+        rows = []
+        for r in self._runs(max_results, score_experiment(dataset), "FINISHED"):
+            tags = r["tags"]
+            models = {
+                k[len(MODEL_TAG_PREFIX) :]: v
+                for k, v in tags.items()
+                if k.startswith(MODEL_TAG_PREFIX) and k != MODEL_TAG_PREFIX + TRAINING_RUN_KEY
+            }
+            row: dict[str, Any] = {
+                "run_id": r["run_id"],
+                "name": tags.get("mlflow.runName", r["name"] or ""),
+                "start_time": pd.Timestamp(r["start_time"], unit="ms", tz="UTC"),
+                "split": tags.get(SPLIT_TAG, ""),
+                "training_run": tags.get(MODEL_TAG_PREFIX + TRAINING_RUN_KEY, ""),
+                "models": ", ".join(f"{k} {v}" for k, v in sorted(models.items())),
+            }
+            for m in SCORE_COUNTS:
+                row[m] = int(r["metrics"].get(m, 0))
+            rows.append(row)
+        return pd.DataFrame(rows, columns=cols)
+
+    def scored_table(self, run_id: str) -> pd.DataFrame | None:
+        """The score table (one row per scored machine) a scoring run logged."""
+        from pdmlens.scoring.outputs import TABLE
+
+        return self.table(run_id, f"scores/{TABLE}.parquet")
+
     # ------------------------------------------------------------------------- files
 
     def artifact(self, run_id: str, path: str) -> Path | None:
         """A local copy (or the file itself, for a local store) of one run artifact."""
-        base = self.client.get_run(run_id).info.artifact_uri
+        base = (
+            self._indexed("artifact_uri", run_id) or self.client.get_run(run_id).info.artifact_uri
+        )
         local = _file_path(base)
         if local is not None:
             p = local / path

@@ -39,16 +39,16 @@ from mlflow.pyfunc import PythonModel
 from pdmlens.results import BUNDLE_ARTIFACT
 from pdmlens.scoring.bundle import ScoringBundle
 from pdmlens.scoring.score import ScoreTable, score_fleet
+from pdmlens.tracking.tags import (
+    KIND_TAG,
+    MODEL_TAG_PREFIX,
+    SCORING_RUN,
+    SCORING_TAG,
+    TRAINING_RUN_KEY,
+    score_experiment,
+)
 
 log = logging.getLogger(__name__)
-
-SCORING_TAG = "pdmlens.scoring_bundle"
-KIND_TAG = "pdmlens.kind"
-MODEL_TAG_PREFIX = "pdmlens.model."
-
-
-def score_experiment(dataset: str) -> str:
-    return f"pdmlens-score-{dataset}"
 
 
 def registered_name(kind: str, dataset: str) -> str:
@@ -175,7 +175,37 @@ def load_bundle(tracker: Any, model_uri: str) -> ResolvedModel:
         name, alias = model_uri[len("models:/") :].split("@", 1)
         mv = tracker.client.get_model_version_by_alias(name, alias)
         versions[name] = str(mv.version)
+    trained_by = training_run_of(tracker.client, model_uri)
+    if trained_by:
+        versions[TRAINING_RUN_KEY] = trained_by
     return ResolvedModel(bundle, model_uri, versions)
+
+
+def training_run_of(client: Any, model_uri: str) -> str | None:
+    """The pipeline run (the parent, not the child that logged it) that trained the model
+    behind ``model_uri`` (``models:/<id>``, ``models:/<name>@<alias>``,
+    ``models:/<name>/<version>``, ``runs:/<id>/...``); None where the store cannot say."""
+    try:
+        if model_uri.startswith("runs:/"):
+            source = model_uri[len("runs:/") :].split("/", 1)[0]
+        elif model_uri.startswith("models:/"):
+            ref = model_uri[len("models:/") :]
+            if "@" in ref:
+                name, alias = ref.split("@", 1)
+                source = client.get_model_version_by_alias(name, alias).run_id
+            elif "/" in ref:
+                name, version = ref.split("/", 1)
+                source = client.get_model_version(name, version).run_id
+            else:
+                source = client.get_logged_model(ref).source_run_id
+        else:
+            return None
+        if not source:
+            return None
+        return str(client.get_run(source).data.tags.get("mlflow.parentRunId", source))
+    except Exception as exc:  # an older store, a model from elsewhere: the tag is a help
+        log.debug("no training run for %s: %s", model_uri, exc)
+        return None
 
 
 def champion_uri(dataset: str, kind: str = "lstm") -> str:
@@ -245,7 +275,7 @@ def scoring_run(
     all_tags = {
         "mlflow.runName": name or time.strftime("score-%Y%m%d-%H%M%S"),
         "pdmlens.dataset": dataset,
-        "pdmlens.kind": "scoring",
+        KIND_TAG: SCORING_RUN,
         **(tags or {}),
     }
     run = tracker.client.create_run(exp_id, tags=all_tags)
