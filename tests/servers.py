@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_TIMEOUT = 180.0
@@ -38,6 +41,38 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class OutputLines:
+    """The lines a subprocess writes to a text pipe, read by a daemon thread (so a test can
+    wait for one line with a timeout while the process runs); ``seen`` keeps them all."""
+
+    def __init__(self, stream: Any, timeout: float = 300.0) -> None:
+        self.timeout = timeout
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, text: str) -> None:
+        """Until a line containing ``text`` was written; fails if the stream ends first."""
+        while not any(text in line for line in self.seen):
+            line = self._lines.get(timeout=self.timeout)
+            assert line is not None, f"output ended before {text!r}:\n" + self.tail()
+            self.seen.append(line)
+
+    def rest(self) -> list[str]:
+        """Every line up to the end of the stream (the process has ended)."""
+        while (line := self._lines.get(timeout=self.timeout)) is not None:
+            self.seen.append(line)
+        return self.seen
+
+    def tail(self, n: int = 40) -> str:
+        return "".join(self.seen[-n:])
 
 
 def postgres_bin() -> Path | None:

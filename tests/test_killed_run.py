@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import psutil
 import pytest
 from mlflow import MlflowClient
 
+from tests.servers import OutputLines
 from tests.tiny import TINY_RUN
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -45,12 +44,6 @@ def _env(root: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, "PREFECT_HOME": str(root / "prefect")}
 
 
-def _lines(stream, into: queue.Queue) -> None:  # noqa: ANN001 (a text pipe)
-    for line in stream:
-        into.put(line)
-    into.put(None)
-
-
 def test_a_run_killed_during_training_leaves_nothing_running(tmp_path: Path) -> None:
     root = tmp_path
     # many epochs: the run is still training when it is killed after the first one
@@ -62,15 +55,10 @@ def test_a_run_killed_during_training_leaves_nothing_running(tmp_path: Path) -> 
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
-    seen: list[str] = []
+    out = OutputLines(proc.stderr, TIMEOUT)
     started: list[psutil.Process] = []
     try:
-        while not any("LSTM epoch 1/500" in line for line in seen):
-            line = lines.get(timeout=TIMEOUT)
-            assert line is not None, "the run ended before training:\n" + "".join(seen[-40:])
-            seen.append(line)
+        out.wait_for("LSTM epoch 1/500")
         started = psutil.Process(proc.pid).children(recursive=True)
         cmdlines = [" ".join(p.cmdline()) for p in started]
         assert any("uvicorn" in c and "prefect" in c for c in cmdlines), cmdlines

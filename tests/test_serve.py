@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import pytest
 
 from pipelines.score_flow import SCORE_DEPLOYMENT
 from pipelines.score_flow import SCORE_FLOW_NAME as SCORE_FLOW
+from tests.servers import free_port
 from tests.test_pipeline import tiny_args
 
 CRON = "0 2 * * *"
@@ -36,12 +36,6 @@ ACTIVE = ("PENDING", "RUNNING", "CANCELLING")
 EXE = Path(sys.executable).parent / "pdmlens"
 QUICK = ("model.lstm.epochs=1", "model.lstm.refit=false")
 """on top of the tiny config: one LSTM epoch, no refit (a run takes tens of seconds)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Tree:

@@ -44,6 +44,7 @@ from pdmlens.tracking.orphans import (
     owner_tags,
 )
 from pdmlens.tracking.store import HTTP_RETRY_ENV, lock_path, sqlite_path
+from tests.servers import free_port
 from tests.test_tracking import _copy_empty_store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,12 +65,6 @@ def _env() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- preflight
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _Health(http.server.BaseHTTPRequestHandler):
@@ -93,7 +88,7 @@ def _serve(status: int) -> http.server.HTTPServer:
 
 
 def test_preflight_names_a_dead_server_and_what_to_do():
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(TrackingUnavailableError) as err:
         check_tracking_reachable(uri, timeout=2)
     message = str(err.value)
@@ -133,7 +128,7 @@ def test_preflight_of_sqlite_checks_the_folder_is_writable(tmp_path):
 
 
 def test_preflight_of_a_database_server_opens_a_connection():
-    uri = f"postgresql://user:secret@127.0.0.1:{_free_port()}/mlflow"
+    uri = f"postgresql://user:secret@127.0.0.1:{free_port()}/mlflow"
     with pytest.raises(TrackingUnavailableError) as err:
         check_tracking_reachable(uri, timeout=2)
     assert "secret" not in str(err.value) and "user:***@127.0.0.1" in str(err.value)
@@ -143,7 +138,7 @@ def test_pdmlens_run_against_a_dead_server_stops_in_one_line_before_any_work(tmp
     """The command checks the store before Prefect starts its server and before ingest:
     exit 1, one line naming the URI, no traceback, nothing written (no cache or work
     folder, no local store: nothing that could be marked finished)."""
-    uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     here = tmp_path / "here"
     here.mkdir()
     sets = [f"tracking.uri={uri}", f"pipeline.cache_dir={here / 'cache'}"]
@@ -204,7 +199,7 @@ def test_a_server_gone_mid_run_fails_the_call_after_bounded_retries():
         "    print(type(exc).__name__, 'max retries' in str(exc).lower())\n"
     )
     env = {k: v for k, v in _env().items() if not k.startswith("MLFLOW_HTTP_")}
-    uri = f"http://127.0.0.1:{_free_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     out = subprocess.run(
         [sys.executable, "-c", code, uri],
         env=env,

@@ -10,35 +10,20 @@ FAILED once the server is back, not RUNNING; no model version is registered."""
 from __future__ import annotations
 
 import os
-import queue
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from tests.servers import _stop_group, free_port, start_mlflow_server
+from tests.servers import OutputLines, _stop_group, free_port, start_mlflow_server
 from tests.tiny import TINY_RUN
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 TIMEOUT = 300  # seconds any one wait may take on a busy machine (never reached normally)
-
-
-def _lines(stream, into: queue.Queue) -> None:  # noqa: ANN001 (a text pipe)
-    for line in stream:
-        into.put(line)
-    into.put(None)
-
-
-def _wait_for(lines: queue.Queue, seen: list[str], text: str) -> None:
-    while not any(text in line for line in seen):
-        line = lines.get(timeout=TIMEOUT)
-        assert line is not None, f"the run ended before {text!r}:\n" + "".join(seen[-40:])
-        seen.append(line)
 
 
 def test_a_server_killed_mid_run_and_back_leaves_the_runs_failed_and_nothing_registered(
@@ -73,20 +58,17 @@ def test_a_server_killed_mid_run_and_back_leaves_the_runs_failed_and_nothing_reg
         stderr=subprocess.PIPE,
         text=True,
     )
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=_lines, args=(proc.stderr, lines), daemon=True).start()
-    seen: list[str] = []
+    out = OutputLines(proc.stderr, TIMEOUT)
     try:
-        _wait_for(lines, seen, "LSTM epoch 1/500")
+        out.wait_for("LSTM epoch 1/500")
         os.killpg(server.pid, signal.SIGKILL)  # the server crashes
         server.wait(timeout=TIMEOUT)
         # the run gives up on its calls, then waits for the store to mark its runs
-        _wait_for(lines, seen, "still trying to mark run")
+        out.wait_for("still trying to mark run")
         server = start_mlflow_server(backend, artifacts, port, workers=1)
         proc.wait(timeout=TIMEOUT)
-        while (line := lines.get(timeout=TIMEOUT)) is not None:
-            seen.append(line)
-        assert proc.returncode == 1, "".join(seen[-40:])
+        seen = out.rest()
+        assert proc.returncode == 1, out.tail()
         error = [line for line in seen if line.startswith("error: the run failed")]
         assert len(error) == 1 and "marked FAILED and no model was registered" in error[0]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from typer.testing import CliRunner
 from pdmlens.cli import app
 from pdmlens.report.html import find_external_references
 from tests.scoring.conftest import TINY
+from tests.servers import free_port
 
 # Prefect (the flow test) keeps out of ~/.prefect
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="pdmlens-prefect-"))
@@ -189,17 +189,11 @@ print(json.dumps({{"units": list(out["unit"]), "pred": list(map(float, out["pred
     assert doc["windows"] == 3
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_raw_rows(
     champion: dict, test_fleet: pd.DataFrame, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).parent / "mlflow"
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 (closed in finally)
     proc = subprocess.Popen(

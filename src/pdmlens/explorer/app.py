@@ -1089,11 +1089,16 @@ def create_app(
 
 def _scored_label(row: pd.Series, run_id: str) -> str:
     when = row["start_time"].strftime("%Y-%m-%d %H:%M")
-    mine = " · this run's models" if row["training_run"] == run_id else ""
+    if row["training_run"] == run_id:
+        by = "this run's models"
+    elif row["training_run"]:
+        by = f"models of run {row['training_run'][:8]}"
+    else:
+        by = row["models"] or "models not recorded"
     return (
-        f"scored {when} · {row['split'] or '?'} split · {row['units_scored']} machines · "
-        f"{row['alerts_act']} act, {row['alerts_watch']} watch, {row['units_novel']} novel · "
-        f"{row['models'] or 'models not recorded'}{mine}"
+        f"scored {when} with {by} · {row['split'] or '?'} split · {row['units_scored']} "
+        f"machines · {row['alerts_act']} act, {row['alerts_watch']} watch, "
+        f"{row['units_novel']} novel"
     )
 
 

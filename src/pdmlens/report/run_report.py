@@ -139,7 +139,7 @@ def risk_sections(out: StepResult) -> list[Section]:
     )
     for col in ("novelty", "top_sensors", "forest_top_sensors", "reason"):
         if col in risk:
-            risk[col] = risk[col].fillna("")
+            risk[col] = risk[col].astype(object).fillna("")  # an empty column reads as NaN
     alerts = out.info.get("alerts", {})
     act = risk.loc[risk["alert"] == "act", "machine"].tolist()
     watch = risk.loc[risk["alert"] == "watch", "machine"].tolist()

@@ -39,32 +39,15 @@ bound_http_retries()
 # The names below load their module (and mlflow, about a second) on first use, so that a
 # command that only needs the store's address (``pdmlens explore`` serving its page while
 # the store opens) does not wait for MLflow.
-_LAZY = {
-    "TrackingUnavailableError": "pdmlens.errors",
-    "CHAMPION": "pdmlens.tracking.champion",
-    "Registration": "pdmlens.tracking.champion",
-    "EstimatorPyfunc": "pdmlens.tracking.models",
-    "close_orphaned_runs": "pdmlens.tracking.orphans",
-    "mlflow_ui_command": "pdmlens.tracking.ui",
-    **dict.fromkeys(
-        (
-            "MAX_PARAM_LENGTH",
-            "NOTE_TAG",
-            "PARENT_TAG",
-            "RUN_NAME_TAG",
-            "TAG_DATASET",
-            "TAG_DATASET_HASH",
-            "TAG_FLOW_RUN",
-            "TAG_GIT_COMMIT",
-            "TAG_VERSION",
-            "TrackedRun",
-            "Tracker",
-            "code_version",
-            "registered_model_name",
-        ),
-        "pdmlens.tracking.runs",
-    ),
-}
+_HOMES = (
+    "pdmlens.errors",
+    "pdmlens.tracking.runs",
+    "pdmlens.tracking.champion",
+    "pdmlens.tracking.models",
+    "pdmlens.tracking.orphans",
+    "pdmlens.tracking.ui",
+)
+"""where the names of ``__all__`` not imported above live"""
 
 if TYPE_CHECKING:
     from pdmlens.errors import TrackingUnavailableError
@@ -90,12 +73,14 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+    if name in __all__:
+        for home in _HOMES:
+            module = importlib.import_module(home)
+            if hasattr(module, name):
+                value = getattr(module, name)
+                globals()[name] = value
+                return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
