@@ -121,26 +121,6 @@ def test_scored_machine_story_tells_prediction_alert_sensors_and_novelty() -> No
         A.scored_machine_story(_score_table(), "m9")
 
 
-def test_recorded_extras_are_the_runs_own_verdict() -> None:
-    at_risk = pd.DataFrame(
-        {
-            "machine": ["7", "a"],
-            "cycle": [10, 20],
-            "alert": ["watch", "ok"],
-            "lstm_rul": [50.0, 90.0],
-            "novelty": ["familiar", np.nan],
-            "top_sensors": ["s1, s2", np.nan],
-            "reason": ["models disagree by 40 cycles", np.nan],
-        }
-    )
-    ex = A.recorded_extras(at_risk)
-    assert list(ex.columns) == ["machine", "alert", "reason", "novelty", "top_sensors"]
-    assert list(ex["machine"]) == ["7", "a"]
-    assert list(ex["alert"]) == ["watch", "ok"]
-    assert list(ex["reason"]) == ["models disagree by 40 cycles", ""]
-    assert list(ex["top_sensors"]) == ["s1, s2", ""]
-
-
 def test_parse_bins_accepts_increasing_edges_and_refuses_others() -> None:
     assert A.parse_bins("0, 30; 75,125") == [0.0, 30.0, 75.0, 125.0]
     for bad in ("0, 30", "0, 75, 30", "a, b, c"):

@@ -200,13 +200,6 @@ def test_fleet_lists_every_machine_and_opens_one(page: Page, tiny_run: dict) -> 
     pg.wait_for_function("document.querySelector('#fleet-table').innerText.includes('sensor_')")
     machines = pg.locator("#fleet-table td[data-dash-column=machine]").all_inner_texts()
     assert len(machines) == tiny_run["data"]["test_units"] == 6
-    # the run's own verdict, as its report gives it (the at-risk table)
-    import pandas as pd
-
-    risk = pd.read_csv(Path(tiny_run["work_dir"]) / "at_risk" / "machines_at_risk.csv")
-    alerts = pg.locator("#fleet-table td[data-dash-column=alert]").all_inner_texts()
-    recorded = dict(zip(risk["machine"].astype(str), risk["alert"], strict=True))
-    assert dict(zip(machines, alerts, strict=True)) == recorded
     assert all(m.startswith("test_") for m in machines)
     assert "6 machines." in page.text("#fleet-summary")
     header = page.text("#fleet-table")

@@ -498,33 +498,9 @@ def machine_novelty(run: RunData, unit: str) -> pd.DataFrame:
     return run.memo(("machine_novelty", str(unit)), compute)
 
 
-RECORDED_EXTRAS = ("alert", "reason", "novelty", "top_sensors", "forest_top_sensors")
-"""what the run's at-risk table (``machines_at_risk.csv``) adds to the fleet table"""
-
-
-def recorded_extras(at_risk: pd.DataFrame) -> pd.DataFrame:
-    """The run's own verdict on each evaluated machine, from its at-risk table (the at-risk
-    step scored them with the run's scoring bundle, as ``pdmlens score`` does): the alert
-    by the scorer's rule and its reason, the novelty kind, the LSTM's and the forest's top
-    sensors. The explorer shows what the report and ``pdmlens score`` say, not a second
-    computation."""
-    cols = [c for c in RECORDED_EXTRAS if c in at_risk.columns]
-    out = at_risk[["machine", *cols]].copy()
-    out["machine"] = out["machine"].astype(str)
-    for c in cols:
-        out[c] = out[c].astype(object).where(out[c].notna(), "")
-    return out.reset_index(drop=True)
-
-
 def fleet_extras(run: RunData, machines: Sequence[str]) -> pd.DataFrame:
-    """Per machine: the run's recorded verdict (:func:`recorded_extras`) where the run
-    logged an at-risk table; for a run without one (made by an older pdmlens), computed
-    here at its latest window: the top three sensors by the LSTM's SHAP, and whether the
-    last LSTM layer's signature is novel (above its threshold)."""
-    recorded = run.at_risk
-    if recorded is not None:
-        out = recorded_extras(recorded)
-        return out[out["machine"].isin([str(m) for m in machines])]
+    """Per machine at its latest window: the top three sensors by the LSTM's SHAP, and
+    whether the last LSTM layer's signature is novel (above its threshold)."""
     from pdmlens.explain.attributions import explain_lstm, select_background
 
     def compute() -> pd.DataFrame:

@@ -137,11 +137,10 @@ def build_layout(launch_defaults: dict[str, Any], n_fault_modes: int) -> html.Di
             html.Div(id="fleet-summary", style=NOTE_STYLE),
             html.P(
                 "Latest cycle of every evaluated machine. Sort by any column; click a machine "
-                "to open its page. Alert, reason, novelty and top sensors are the run's own "
-                "verdict, as in its report and as pdmlens score gives it: act when either "
-                "model predicts at most the horizon; watch at most twice it, when the models "
-                "disagree by more than the horizon, or when the machine is novel. Top "
-                "sensors: SHAP of the LSTM (and the forest) on the last window.",
+                "to open its page. Alert: act when the lower prediction is at or below the "
+                "horizon, watch at or below twice it (as pdmlens score and the report). "
+                "Top sensors: the LSTM's SHAP on the last window; novel: its last-layer "
+                "signature is above the novelty threshold.",
                 className="help",
             ),
             dash_table.DataTable(  # type: ignore[attr-defined]
@@ -576,11 +575,8 @@ def create_app(
         table = pd.DataFrame(base["rows"])
         if extra and extra.get("run_id") == base["run_id"] and "rows" in extra:
             ex = pd.DataFrame(extra["rows"])
-            # the run's own alert (the scorer's rule, as the report) replaces the first one
-            keep = [c for c in table.columns if c == "machine" or c not in ex.columns]
-            table = table[keep].merge(ex, on="machine", how="left")
-            if "novel" in table.columns:
-                table["novel"] = table["novel"].map({True: "yes", False: "no"})
+            table = table.merge(ex, on="machine", how="left")
+            table["novel"] = table["novel"].map({True: "yes", False: "no"})
         table["id"] = table["machine"]
         columns = [{"name": c.replace("_", " "), "id": c} for c in table.columns if c != "id"]
         return table.to_dict("records"), columns, _fleet_sentence(table, base["horizon"])
@@ -1140,10 +1136,7 @@ def _fleet_sentence(table: pd.DataFrame, horizon: float) -> str:
     else:
         parts.append(f"None predicted to fail within {horizon:g} cycles.")
     if len(watch):
-        parts.append(
-            f"{len(watch)} to watch (predicted RUL at most {2 * horizon:g}"
-            + (", the models disagreeing, or novel)." if "reason" in table.columns else ").")
-        )
+        parts.append(f"{len(watch)} to watch (at most {2 * horizon:g}).")
     if len(disagree):
         parts.append(
             f"The two models disagree by more than {horizon:g} cycles on {len(disagree)}: "

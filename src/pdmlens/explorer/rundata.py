@@ -98,17 +98,6 @@ class RunData:
         return t
 
     @cached_property
-    def at_risk(self) -> pd.DataFrame | None:
-        """The run's at-risk table (``machines_at_risk.csv``: the scorer's verdict on every
-        evaluated machine), None for a run that logged none."""
-        from pdmlens.results import AT_RISK_FILE
-
-        path = self.reader.artifact(self.run_id, AT_RISK_FILE)
-        if path is None:
-            return None
-        return pd.read_csv(path, dtype={"machine": str}, keep_default_na=False, na_values=[""])
-
-    @cached_property
     def children(self) -> dict[str, str]:
         return self.reader.children(self.run_id)
 
