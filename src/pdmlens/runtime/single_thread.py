@@ -32,17 +32,23 @@ def pin_one_thread() -> list[str]:
 
 
 def _torch_one_thread() -> None:
-    set_threads = getattr(sys.modules.get("torch"), "set_num_threads", None)
+    torch = sys.modules.get("torch")
+    if getattr(getattr(torch, "__spec__", None), "_initializing", False):
+        return  # another thread is importing it; it reads the pinned environment
+    set_threads = getattr(torch, "set_num_threads", None)
     if set_threads is not None:
         set_threads(1)
 
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
-    """One BLAS/OpenMP/torch thread in the calling (server worker) thread for a block: thread
-    limits are per thread for OpenMP and torch."""
-    from threadpoolctl import threadpool_limits
+    """One torch thread in the calling (server worker) thread for a block, in a process
+    that called :func:`pin_one_thread` at start.
 
+    The BLAS/OpenMP libraries are not scanned again here: the pin limited those loaded
+    then (OpenBLAS's limit is process-wide), and those loaded later read the environment
+    it set. A scan (threadpoolctl walks the loaded libraries with ``dl_iterate_phdr`` and a
+    Python callback) in one server thread while another imports an extension module (its
+    ``dlopen`` holds the GIL) can deadlock the two."""
     _torch_one_thread()
-    with threadpool_limits(1):
-        yield
+    yield
